@@ -1,0 +1,3 @@
+"""Importing this module registers every model family."""
+
+from cnnlab.models import small  # noqa: F401
