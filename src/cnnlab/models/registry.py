@@ -52,6 +52,15 @@ def register_model(name: str, **info: Any) -> Callable[[Callable[..., CnnClassif
     return decorator
 
 
+def attach_weights(weights: dict[str, WeightsSpec]) -> None:
+    """Give registered models their pretrained weight specs (kept apart from the architectures)."""
+    import dataclasses
+
+    for name, spec in weights.items():
+        if name in _REGISTRY:
+            _REGISTRY[name] = dataclasses.replace(_REGISTRY[name], weights=spec)
+
+
 def _ensure_loaded() -> None:
     # Registration happens on import of the family modules; importing here keeps
     # `create_model` usable from `cnnlab.models.registry` alone.

@@ -1,3 +1,3 @@
 """Importing this module registers every model family."""
 
-from cnnlab.models import small  # noqa: F401
+from cnnlab.models import backbones, classic, small  # noqa: F401

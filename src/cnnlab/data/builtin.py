@@ -1,0 +1,167 @@
+"""Fashion-MNIST as a `DataBundle`: in-memory uint8 arrays, a stratified validation split carved
+from train with the seed (the test split is never used for model selection), and cheap
+augmentation on the arrays.
+
+Augmentation ("default") is the classic recipe for 28x28 images: a random shift of up to 2 px
+(zero padding + crop) and a horizontal flip. Its randomness is drawn once per epoch from
+(seed, epoch), indexed by sample, so results do not depend on worker count or on a resume.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+
+from cnnlab.data.bundle import DataBundle
+from cnnlab.data.splits import stratified_split
+from cnnlab.fsio import write_text
+from cnnlab.models.spec import PreprocessSpec
+
+SHIFT = 2  # pixels of random translation: the border of Fashion-MNIST images is empty
+
+
+class ArrayImageDataset(Dataset):
+    """uint8 images (N, H, W) in memory -> normalised float tensors (C, S, S) for a model."""
+
+    def __init__(
+        self,
+        images: np.ndarray,
+        labels: np.ndarray,
+        spec: PreprocessSpec,
+        *,
+        augment: bool = False,
+        seed: int = 0,
+    ) -> None:
+        self.images = images
+        self.targets = labels.astype(np.int64)
+        self.spec = spec
+        self.augment = augment
+        self.seed = seed
+        c = spec.input_size[0]
+        self._mean = torch.tensor(spec.mean, dtype=torch.float32).view(c, 1, 1)
+        self._std = torch.tensor(spec.std, dtype=torch.float32).view(c, 1, 1)
+        if augment:
+            pad = ((0, 0), (SHIFT, SHIFT), (SHIFT, SHIFT))
+            self._padded = np.pad(images, pad)  # (N, H+4, W+4), zero = background
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int) -> None:
+        if not self.augment:
+            return
+        rng = np.random.default_rng([self.seed, epoch, 0x5EED])
+        n = len(self.images)
+        self._offsets = rng.integers(0, 2 * SHIFT + 1, size=(n, 2))
+        self._flips = rng.random(n) < 0.5
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        if self.augment:
+            dy, dx = self._offsets[i]
+            h, w = self.images.shape[1:3]
+            img = self._padded[i, dy : dy + h, dx : dx + w]
+            if self._flips[i]:
+                img = img[:, ::-1]
+        else:
+            img = self.images[i]
+        return self.to_tensor(np.ascontiguousarray(img)), int(self.targets[i])
+
+    def to_tensor(self, img: np.ndarray) -> torch.Tensor:
+        """(H, W) uint8 -> (C, S, S) float, resized and replicated as the spec asks."""
+        x = torch.from_numpy(img).unsqueeze(0).float().div_(255.0)  # (1, H, W)
+        c, s_h, s_w = self.spec.input_size
+        if x.shape[1:] != (s_h, s_w):
+            mode = "bicubic" if self.spec.interpolation == "bicubic" else "bilinear"
+            x = F.interpolate(x[None], size=(s_h, s_w), mode=mode, align_corners=False)[0]
+            x = x.clamp_(0.0, 1.0)
+        if c != 1:
+            x = x.expand(c, -1, -1)
+        return (x - self._mean) / self._std
+
+
+def measure_mean_std(images: np.ndarray) -> tuple[float, float]:
+    """Pixel mean and std in [0, 1] units, computed in float64 chunks to stay exact and small."""
+    total, total_sq, n = 0.0, 0.0, 0
+    for start in range(0, len(images), 10_000):
+        chunk = images[start : start + 10_000].astype(np.float64) / 255.0
+        total += chunk.sum()
+        total_sq += np.square(chunk).sum()
+        n += chunk.size
+    mean = total / n
+    return float(mean), float(np.sqrt(total_sq / n - mean * mean))
+
+
+def build_fashion_mnist(
+    *,
+    data_dir: str | None,
+    preprocess: PreprocessSpec | None,
+    image_size: int,
+    in_chans: int,
+    augment: str,
+    val_fraction: float,
+    seed: int,
+    subset: int | None = None,
+) -> DataBundle:
+    from cnnlab.data.fashion_mnist import CLASSES, find_fashion_mnist, load_fashion_mnist
+
+    folder = find_fashion_mnist(data_dir)
+    images, labels = load_fashion_mnist("train", folder)
+    test_images, test_labels = load_fashion_mnist("test", folder)
+    train_idx, val_idx = stratified_split(labels, val_fraction, seed)
+    if subset is not None:
+        train_idx = _take(train_idx, subset, seed)
+        val_idx = _take(val_idx, subset, seed + 1)
+        keep = _take(np.arange(len(test_labels)), subset, seed + 2)
+        test_images, test_labels = test_images[keep], test_labels[keep]
+    if preprocess is None:  # from scratch: normalise with the training split's own statistics
+        mean, std = measure_mean_std(images[train_idx])
+        preprocess = PreprocessSpec(
+            input_size=(in_chans, image_size, image_size),
+            mean=(round(mean, 4),) * in_chans,
+            std=(round(std, 4),) * in_chans,
+        )
+    use_aug = augment in ("default", "light", "strong")
+
+    def split(x: np.ndarray, y: np.ndarray, aug: bool) -> ArrayImageDataset:
+        return ArrayImageDataset(x, y, preprocess, augment=aug, seed=seed)
+
+    n = len(CLASSES)
+    counts = {
+        "train": np.bincount(labels[train_idx], minlength=n).tolist(),
+        "val": np.bincount(labels[val_idx], minlength=n).tolist(),
+        "test": np.bincount(test_labels, minlength=n).tolist(),
+    }
+    split_info = {"train": train_idx.tolist(), "val": val_idx.tolist()}
+
+    def write_artifacts(run_dir: Path) -> None:
+        write_text(Path(run_dir) / "class_counts.json", json.dumps(counts, indent=2) + "\n")
+        # The split is a pure function of (labels, val_fraction, seed); the indices are saved
+        # anyway so that evaluate/resume can verify them.
+        write_text(Path(run_dir) / "split_manifest.json", json.dumps(split_info) + "\n")
+
+    return DataBundle(
+        classes=list(CLASSES),
+        train=split(images[train_idx], labels[train_idx], use_aug),
+        val=split(images[val_idx], labels[val_idx], False),
+        test=split(test_images, test_labels, False),
+        preprocess=preprocess,
+        class_counts=counts,
+        source={"dataset": "fashion-mnist", "path": str(folder), "layout": "idx"},
+        summary=[
+            f"data: Fashion-MNIST from {folder}: {len(train_idx):,} train / {len(val_idx):,} val "
+            f"(stratified {val_fraction:.0%} of train, seed {seed}) / {len(test_labels):,} test"
+        ],
+        write_artifacts=write_artifacts,
+    )
+
+
+def _take(idx: np.ndarray, n: int, seed: int) -> np.ndarray:
+    if n >= len(idx):
+        return idx
+    return np.sort(np.random.default_rng([seed, 0xC0FFEE]).choice(idx, size=n, replace=False))

@@ -1,0 +1,42 @@
+"""What every data source hands to the engine: datasets, classes and the preprocessing used.
+
+Data sources (the built-in Fashion-MNIST, image folders, CSV manifests) differ in how they find
+and decode images; past this point the engine sees only a `DataBundle`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from torch.utils.data import Dataset, Sampler
+
+from cnnlab.models.spec import PreprocessSpec
+
+
+@dataclass
+class DataBundle:
+    classes: list[str]
+    train: Dataset  # items: (x float32 (C,H,W) normalised, y int); has set_epoch(epoch)
+    val: Dataset
+    test: Dataset | None
+    preprocess: PreprocessSpec  # the evaluation preprocessing, saved with the weights
+    class_counts: dict[str, list[int]]  # split -> images per class
+    source: dict[str, Any]  # what was loaded, for the report (name, path, layout)
+    summary: list[str] = field(default_factory=list)  # lines for the console
+    class_weights: list[float] | None = None  # inverse-frequency, for a weighted loss
+    sampler: Callable[[int], Sampler] | None = None  # seed -> balanced sampler
+    write_artifacts: Callable[[Path], None] = lambda run_dir: None
+
+    @property
+    def in_chans(self) -> int:
+        return self.preprocess.input_size[0]
+
+
+def set_epoch(dataset: Any, epoch: int) -> None:
+    """Tell a dataset (or a Subset of one) which epoch it serves, for per-epoch augmentation."""
+    target = getattr(dataset, "dataset", dataset)
+    if hasattr(target, "set_epoch"):
+        target.set_epoch(epoch)

@@ -1,0 +1,270 @@
+"""Callbacks in the Keras vocabulary on Lightning mechanics; each one's state round-trips through
+checkpoints so that a resumed run continues its history, its best score and its position.
+
+- `RunRecorder`: per-epoch history -> metrics.csv, per-layer gradient norms and the predicted-
+  class histogram -> signals.jsonl, one printed line per epoch (survives in logs).
+- `RunCheckpoint`: best.ckpt + model.safetensors when the monitored metric improves, last.ckpt
+  (previous kept as last.prev.ckpt) every epoch and every N steps, and a checkpoint on Ctrl-C /
+  SIGTERM at the next step boundary.
+- `BackboneUnfreeze`: the two-stage fine-tuning recipe (head first, then everything).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback, Checkpoint
+
+from cnnlab.engine.checkpoint import BEST, LAST, rotate_last
+from cnnlab.errors import InterruptedRun
+from cnnlab.fsio import write_text
+
+METRIC_COLUMNS = [
+    "epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "lr_backbone",
+    "grad_norm", "epoch_time_s", "images_per_s",
+]  # fmt: skip
+
+
+def _lrs(trainer: L.Trainer) -> tuple[float, float]:
+    lrs = {g.get("name", ""): g["lr"] for g in trainer.optimizers[0].param_groups}
+    head = lrs.get("head", next(iter(lrs.values())))
+    return head, lrs.get("backbone", head)
+
+
+class RunRecorder(Callback):
+    def __init__(self, run_dir: Path, *, log: Callable[[str], None] = print) -> None:
+        self.run_dir = Path(run_dir)
+        self.say = log
+        self.history: list[dict[str, Any]] = []
+        self.signals: list[dict[str, Any]] = []
+        self._grad_sq: torch.Tensor | None = None
+        self._steps = 0
+        self._images = 0
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"history": self.history, "signals": self.signals}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.history = list(state.get("history", []))
+        self.signals = list(state.get("signals", []))
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.on_train_epoch_start(trainer, pl_module)  # a mid-epoch resume skips that hook
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._t0 = time.perf_counter()
+        self._lr = _lrs(trainer)
+        self._grad_sq, self._steps, self._images = None, 0, 0
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self._images += len(batch[1]) * trainer.world_size
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
+        grads = [p.grad for p in pl_module.model.parameters() if p.grad is not None]
+        if not grads:
+            return
+        # one fused kernel per step, kept on the device until the epoch ends
+        sq = torch.stack(torch._foreach_norm(grads)).float().pow(2)
+        if self._grad_sq is None or self._grad_sq.shape != sq.shape:
+            self._grad_sq = torch.zeros_like(sq)
+        self._grad_sq += sq
+        self._steps += 1
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        m = {k: float(v) for k, v in trainer.callback_metrics.items()}
+        elapsed = time.perf_counter() - self._t0
+        layer_norms = self._layer_grad_norms(pl_module)
+        row = {
+            "epoch": trainer.current_epoch,
+            "train_loss": m.get("train_loss", math.nan),
+            "train_acc": m.get("train_acc", math.nan),
+            "val_loss": m.get("val_loss", math.nan),
+            "val_acc": m.get("val_acc", math.nan),
+            "lr": self._lr[0],
+            "lr_backbone": self._lr[1],
+            "grad_norm": layer_norms.pop("total", math.nan),
+            "epoch_time_s": round(elapsed, 3),
+            "images_per_s": round(self._images / elapsed, 1) if elapsed > 0 else math.nan,
+        }
+        self.history = [h for h in self.history if h["epoch"] < row["epoch"]] + [row]
+        self.signals = [s for s in self.signals if s["epoch"] < row["epoch"]]
+        self.signals.append(
+            {
+                "epoch": row["epoch"],
+                "grad_norm_per_layer": layer_norms,
+                "val_pred_histogram": pl_module.pred_histogram(),
+                "lr": list(self._lr),
+            }
+        )
+        if trainer.is_global_zero:  # only rank 0 writes the run folder
+            self.write()
+            self.say(self.epoch_line(row, trainer.max_epochs))
+
+    def _layer_grad_norms(self, pl_module: L.LightningModule) -> dict[str, float]:
+        if self._grad_sq is None or self._steps == 0:
+            return {}
+        names = [n for n, p in pl_module.model.named_parameters() if p.grad is not None]
+        mean_sq = (self._grad_sq / self._steps).tolist()
+        if len(names) != len(mean_sq):  # parameters were (un)frozen mid-epoch
+            return {"total": math.sqrt(sum(mean_sq))}
+        per_layer: dict[str, float] = {}
+        for name, sq in zip(names, mean_sq, strict=True):
+            layer = name.rsplit(".", 1)[0]
+            per_layer[layer] = per_layer.get(layer, 0.0) + sq
+        out = {k: round(math.sqrt(v), 6) for k, v in per_layer.items()}
+        return {"total": round(math.sqrt(sum(mean_sq)), 6), **out}
+
+    def write(self) -> None:
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=METRIC_COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        for row in self.history:
+            writer.writerow({k: _fmt(row[k]) for k in METRIC_COLUMNS})
+        write_text(self.run_dir / "metrics.csv", buf.getvalue())
+        lines = "".join(json.dumps(s) + "\n" for s in self.signals)
+        write_text(self.run_dir / "signals.jsonl", lines)
+
+    @staticmethod
+    def epoch_line(row: dict[str, Any], max_epochs: int) -> str:
+        return (
+            f"epoch {row['epoch'] + 1}/{max_epochs}  "
+            f"train loss {row['train_loss']:.4f} acc {row['train_acc']:.4f} | "
+            f"val loss {row['val_loss']:.4f} acc {row['val_acc']:.4f} | "
+            f"lr {row['lr']:.3g} | {row['epoch_time_s']:.1f}s ({row['images_per_s']:,.0f} img/s)"
+        )
+
+
+def _fmt(v: Any) -> Any:
+    return f"{v:.6g}" if isinstance(v, float) else v
+
+
+class StopRequest:
+    """Ctrl-C / SIGTERM set a flag; training stops at the next step boundary with a checkpoint.
+    A second Ctrl-C interrupts at once (the last completed checkpoint is still intact)."""
+
+    def __init__(self) -> None:
+        self.requested: str | None = None
+        self._previous: dict[int, Any] = {}
+
+    def _handler(self, signum: int, frame: Any) -> None:
+        if self.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.requested = signal.Signals(signum).name
+
+    def install(self) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._previous[sig] = signal.signal(sig, self._handler)
+            except ValueError:  # not the main thread: leave signals alone
+                return
+
+    def uninstall(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous.clear()
+
+
+class RunCheckpoint(Checkpoint):
+    """Subclassing Lightning's `Checkpoint` makes Lightning run it after the other callbacks,
+    so the state it saves includes their end-of-epoch updates."""
+
+    def __init__(
+        self,
+        run_dir: Path,
+        *,
+        monitor: str,
+        mode: str,
+        export_best: Callable[[L.LightningModule, int], None],
+        every_n_steps: int | None = None,
+        stop: StopRequest | None = None,
+    ) -> None:
+        self.run_dir = Path(run_dir)
+        self.monitor, self.mode = monitor, mode
+        self.export_best = export_best
+        self.every_n_steps = every_n_steps
+        self.stop = stop
+        self.best_score: float | None = None
+        self.best_epoch: int | None = None
+        self.offset: tuple[int, int] | None = None  # (epoch, batches done) of a mid-epoch save
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "monitor": self.monitor,
+            "best_score": self.best_score,
+            "best_epoch": self.best_epoch,
+            "offset": None if self.offset is None else list(self.offset),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best_score = state.get("best_score")
+        self.best_epoch = state.get("best_epoch")
+        offset = state.get("offset")
+        self._resume_offset = None if offset is None else tuple(offset)
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # Lightning restarts a mid-epoch checkpoint without calling on_train_epoch_start and
+        # re-iterates the loader from its start: the sampler skips what was already trained.
+        resume = getattr(self, "_resume_offset", None)
+        self._resume_offset = None
+        if resume and resume[0] == trainer.current_epoch:
+            loader = trainer.train_dataloader
+            sampler = getattr(loader, "sampler", None)
+            if hasattr(sampler, "skip"):
+                sampler.skip = resume[1] * loader.batch_size
+
+    def _save_last(self, trainer: L.Trainer) -> None:
+        if trainer.is_global_zero:
+            rotate_last(self.run_dir)
+        trainer.save_checkpoint(self.run_dir / LAST, weights_only=False)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        last_batch = batch_idx + 1 >= trainer.num_training_batches
+        due = self.every_n_steps and trainer.global_step % self.every_n_steps == 0
+        stopping = self.stop is not None and self.stop.requested
+        if last_batch or not (due or stopping):
+            return  # the end-of-epoch save covers the last batch
+        # Lightning's batch_idx continues from the restored count after a mid-epoch resume
+        self.offset = (trainer.current_epoch, batch_idx + 1)
+        self._save_last(trainer)
+        self.offset = None
+        if stopping:
+            raise InterruptedRun(f"interrupted by {self.stop.requested}")
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        score = trainer.callback_metrics.get(self.monitor)
+        if score is not None and math.isfinite(float(score)):
+            score = float(score)
+            better = self.best_score is None or (
+                score > self.best_score if self.mode == "max" else score < self.best_score
+            )
+            if better:
+                self.best_score, self.best_epoch = score, trainer.current_epoch
+                trainer.save_checkpoint(self.run_dir / BEST, weights_only=True)
+                if trainer.is_global_zero:
+                    self.export_best(pl_module, trainer.current_epoch)
+        self._save_last(trainer)
+        if self.stop is not None and self.stop.requested:
+            raise InterruptedRun(f"interrupted by {self.stop.requested}")
+
+
+class BackboneUnfreeze(Callback):
+    """Train the head alone until `epoch`, then the whole network (Keras' two-stage recipe)."""
+
+    def __init__(self, unfreeze_at: int | None) -> None:
+        self.unfreeze_at = unfreeze_at
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.unfreeze_at is not None and trainer.current_epoch >= self.unfreeze_at:
+            if pl_module.backbone_frozen:
+                pl_module.set_backbone_frozen(False)
+                trainer.print(f"epoch {trainer.current_epoch + 1}: backbone unfrozen")

@@ -1,0 +1,174 @@
+"""The LightningModule: receives its model (it never builds one), computes loss and accuracy,
+builds the optimizer and the schedule from the config, and refuses non-finite losses.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+import torchmetrics
+
+from cnnlab.config import OptimConfig
+from cnnlab.engine.schedules import lr_factor
+from cnnlab.engine.seeding import seed_step
+from cnnlab.errors import DivergedError
+from cnnlab.models.base import CnnClassifier
+
+
+class ClassifierModule(L.LightningModule):
+    def __init__(
+        self,
+        model: CnnClassifier,
+        optim: OptimConfig,
+        *,
+        epochs: int,
+        steps_per_epoch: int,
+        seed: int,
+        class_weights: list[float] | None = None,
+        channels_last: bool = False,
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.optim = optim
+        self.epochs = epochs
+        self.steps_per_epoch = steps_per_epoch
+        self.seed = seed
+        self.channels_last = channels_last
+        weight = None if class_weights is None else torch.tensor(class_weights, dtype=torch.float32)
+        self.register_buffer("class_weight", weight, persistent=False)
+        n = model.num_classes
+        # micro accuracy over all samples; its sum states make DDP reduction exact
+        self.train_acc = torchmetrics.Accuracy(task="multiclass", num_classes=n)
+        self.val_acc = torchmetrics.Accuracy(task="multiclass", num_classes=n)
+        self.train_loss = torchmetrics.MeanMetric()
+        self.val_loss = torchmetrics.MeanMetric()
+        # predicted-class histogram of the last validation: "predicts one class" shows here
+        self._pred_hist = torch.zeros(n, dtype=torch.long)
+        self._backbone_frozen = False
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.model(x)
+
+    def _loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(
+            logits, y, weight=self.class_weight, label_smoothing=self.optim.label_smoothing
+        )
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        # dropout and any other global-RNG use become a function of (seed, step, rank)
+        seed_step(self.seed, self.global_step, self.global_rank)
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> Any:
+        x, y = batch
+        logits = self(x)
+        loss = self._loss(logits, y)
+        finite = bool(torch.isfinite(loss))
+        if self.trainer.world_size > 1:
+            finite = self.trainer.strategy.reduce_boolean_decision(finite, all=True)
+        if not finite:
+            # Raised before backward: the weights and the last checkpoint stay un-poisoned.
+            raise DivergedError(
+                f"loss became {loss.item()} at step {self.global_step} (epoch {self.current_epoch}); "
+                f"likely causes: learning rate too high (lr={self.optim.lr}), fp16 overflow, or "
+                f"bad input values; lower --lr or use --precision 32"
+            )
+        self.train_loss.update(loss.detach(), weight=len(y))
+        self.train_acc.update(logits.detach(), y)
+        return loss
+
+    @property
+    def backbone_frozen(self) -> bool:
+        return self._backbone_frozen
+
+    def set_backbone_frozen(self, frozen: bool) -> None:
+        """Frozen: no gradients for the backbone and its BatchNorm statistics fixed (eval mode)."""
+        self._backbone_frozen = frozen
+        for p in self.model.backbone.parameters():
+            p.requires_grad_(not frozen)
+        self.train(self.training)
+
+    def train(self, mode: bool = True) -> ClassifierModule:
+        super().train(mode)
+        if getattr(self, "_backbone_frozen", False):
+            self.model.backbone.eval()
+        return self
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        x, y = batch
+        logits = self(x)
+        self.val_loss.update(self._loss(logits, y), weight=len(y))
+        self.val_acc.update(logits, y)
+        self._pred_hist += torch.bincount(logits.argmax(1).cpu(), minlength=len(self._pred_hist))
+
+    def on_validation_epoch_start(self) -> None:
+        self._pred_hist.zero_()
+
+    def on_validation_epoch_end(self) -> None:
+        if self.train_loss.update_count:  # validation ends each training epoch: log both
+            self.log("train_loss", self.train_loss.compute())
+            self.log("train_acc", self.train_acc.compute())
+            self.train_loss.reset()
+            self.train_acc.reset()
+        # torchmetrics reduces its states across ranks in compute(); logging the computed value
+        # with sync_dist=False avoids a second (mean-of-means) reduction.
+        self.log("val_loss", self.val_loss.compute(), prog_bar=True)
+        self.log("val_acc", self.val_acc.compute(), prog_bar=True)
+        self.val_loss.reset()
+        self.val_acc.reset()
+
+    def configure_optimizers(self) -> Any:
+        o = self.optim
+        groups = param_groups(self.model, o)
+        if o.optimizer == "sgd":
+            opt = torch.optim.SGD(groups, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov and o.momentum > 0)
+        elif o.optimizer == "adam":
+            opt = torch.optim.Adam(groups, lr=o.lr)
+        else:
+            opt = torch.optim.AdamW(groups, lr=o.lr)
+        if o.schedule == "plateau":
+            sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
+                opt, mode="max", factor=o.plateau_factor, patience=o.plateau_patience
+            )
+            return {
+                "optimizer": opt,
+                "lr_scheduler": {"scheduler": sched, "monitor": "val_acc", "interval": "epoch"},
+            }
+
+        def factor(step: int) -> float:
+            return lr_factor(
+                o.schedule,
+                step,
+                steps_per_epoch=self.steps_per_epoch,
+                epochs=self.epochs,
+                warmup_epochs=o.warmup_epochs,
+                step_size=o.step_size,
+                gamma=o.gamma,
+            )
+
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None):
+        if self.optim.grad_clip:
+            self.clip_gradients(optimizer, gradient_clip_val=self.optim.grad_clip, gradient_clip_algorithm="norm")
+
+    def pred_histogram(self) -> list[int]:
+        return self._pred_hist.tolist()
+
+
+def param_groups(model: CnnClassifier, o: OptimConfig) -> list[dict[str, Any]]:
+    """Backbone and head as separate groups (own lr), each split into decayed weights and
+    un-decayed norms/biases (weight decay on BatchNorm scales only fights normalisation)."""
+    groups = []
+    for part, lr in (("backbone", o.backbone_lr if o.backbone_lr is not None else o.lr), ("head", o.lr)):
+        decay, no_decay = [], []
+        for name, p in getattr(model, part).named_parameters():
+            (no_decay if p.ndim <= 1 else decay).append(p)
+        groups.append({"params": decay, "lr": lr, "weight_decay": o.weight_decay, "name": part})
+        groups.append({"params": no_decay, "lr": lr, "weight_decay": 0.0, "name": f"{part}_no_decay"})
+    return [g for g in groups if g["params"]]

@@ -1,0 +1,39 @@
+"""Batched inference with exactly the model's evaluation preprocessing (done by the dataset)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+
+@torch.inference_mode()
+def predict_logits(
+    model: nn.Module,
+    dataset: Dataset,
+    *,
+    batch_size: int = 256,
+    device: str = "cpu",
+    workers: int = 0,
+    channels_last: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(logits (N, C) float32, targets (N,)) over the dataset in order."""
+    model = model.to(device).eval()
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers)
+    logits, targets = [], []
+    for x, y in loader:
+        x = x.to(device)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        logits.append(model(x).float().cpu())
+        targets.append(torch.as_tensor(y))
+    return torch.cat(logits).numpy(), torch.cat(targets).numpy()
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)

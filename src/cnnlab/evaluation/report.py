@@ -1,0 +1,77 @@
+"""summary.md: the short page a person reads after a run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from cnnlab.fsio import write_text
+
+
+def _pct(x: float | None) -> str:
+    return "–" if x is None else f"{100 * x:.2f}%"
+
+
+def write_summary(
+    run_dir: Path,
+    *,
+    name: str,
+    config: dict[str, Any],
+    status: dict[str, Any],
+    history: list[dict[str, Any]],
+    test: dict[str, Any] | None,
+    classes: list[str],
+    data_lines: list[str],
+) -> Path:
+    m, o, t = config["model"], config["optim"], config["train"]
+    lines = [
+        f"# Run `{name}`",
+        "",
+        f"- **status**: {status.get('status')} — {status.get('stop_reason', '')}",
+        f"- **model**: {m['name']}{' (pretrained)' if m['pretrained'] else ''}, "
+        f"{status.get('params', 0):,} parameters; {status.get('variant') or 'standard layout'}",
+        f"- **data**: {'; '.join(data_lines)}",
+        f"- **recipe**: {o['optimizer']} lr {o['lr']} (schedule {o['schedule']}), weight decay "
+        f"{o['weight_decay']}, batch {config['data']['batch_size']}, {t['epochs']} epochs max, "
+        f"seed {t['seed']}",
+        f"- **device**: {status.get('device')} ({status.get('device_reason', '')})",
+        f"- **best epoch**: {_epoch(status.get('best_epoch'))}, validation accuracy "
+        f"{_pct(status.get('best_val_acc'))}; {status.get('epochs_run', 0)} epochs in "
+        f"{status.get('wall_time_s', 0):.0f} s",
+    ]
+    if test:
+        lines += [
+            f"- **{test.get('split', 'test')} accuracy**: {_pct(test['accuracy'])} on "
+            f"{test['samples']:,} images"
+            + "".join(f", {k} {_pct(v)}" for k, v in test.get("topk", {}).items())
+            + f"; macro F1 {test['macro']['f1']:.4f}",
+        ]
+    lines += ["", "![curves](curves.png)", ""]
+    if history:
+        lines += ["| epoch | train loss | train acc | val loss | val acc | lr | time (s) |"]
+        lines += ["|---:|---:|---:|---:|---:|---:|---:|"]
+        for h in history:
+            lines.append(
+                f"| {h['epoch'] + 1} | {h['train_loss']:.4f} | {h['train_acc']:.4f} | "
+                f"{h['val_loss']:.4f} | {h['val_acc']:.4f} | {h['lr']:.3g} | {h['epoch_time_s']:.1f} |"
+            )
+    if test:
+        lines += ["", f"## Per class ({test.get('split', 'test')})", ""]
+        lines += ["| class | precision | recall | F1 | support |", "|---|---:|---:|---:|---:|"]
+        for c in classes:
+            r = test["per_class"][c]
+            lines.append(
+                f"| {c} | {r['precision']:.3f} | {r['recall']:.3f} | {r['f1']:.3f} | {r['support']} |"
+            )
+        if test.get("most_confused"):
+            pairs = ", ".join(
+                f"{p['true']} → {p['predicted']} ({p['count']})" for p in test["most_confused"]
+            )
+            lines += ["", f"Most confused: {pairs}.", "", "![confusion](confusion_matrix.png)"]
+    path = Path(run_dir) / "summary.md"
+    write_text(path, "\n".join(lines) + "\n")
+    return path
+
+
+def _epoch(e: int | None) -> str:
+    return "–" if e is None else str(e + 1)
