@@ -1,9 +1,9 @@
 """The Python API; the CLI is a thin layer over these functions, with the same parameter names.
 
-    >>> import cnnlab
-    >>> result = cnnlab.train(epochs=3, name="quick")          # Fashion-MNIST, smallcnn
-    >>> cnnlab.evaluate("quick")["accuracy"]
-    >>> cnnlab.predict("quick", ["shoe.png"], topk=3)
+>>> import cnnlab
+>>> result = cnnlab.train(epochs=3, name="quick")          # Fashion-MNIST, smallcnn
+>>> cnnlab.evaluate("quick")["accuracy"]
+>>> cnnlab.predict("quick", ["shoe.png"], topk=3)
 """
 
 from __future__ import annotations
@@ -78,12 +78,16 @@ def train(
     if resume is not None:
         return _resume(resume, runs_dir=runs_dir, log=log, overrides=overrides)
     cfg = resolve_config(config, {**overrides, "name": name} if name else overrides)
-    run_dir = runs.runs_root(runs_dir) / (cfg.name or runs.new_run_name(cfg.model.name, _dataset_tag(cfg)))
+    run_dir = runs.runs_root(runs_dir) / (
+        cfg.name or runs.new_run_name(cfg.model.name, _dataset_tag(cfg))
+    )
     cfg.name = run_dir.name
     if (run_dir / "run.json").exists() and not force:
         status = runs.read_status(run_dir)
         if status.get("status") == "finished":
-            log(f"run '{cfg.name}' already finished; evaluating its best model (use --force to retrain)")
+            log(
+                f"run '{cfg.name}' already finished; evaluating its best model (use --force to retrain)"
+            )
             report = evaluate(run_dir, log=log)
             return RunResult(run_dir, runs.read_status(run_dir), report)
         raise RunError(
@@ -120,7 +124,12 @@ def _prepare(cfg: C.Config, log: Log, manifest: Path | None = None):
     log(f"device: {accelerator} ({why})")
     preprocess, image_size, in_chans = _input_plan(cfg, info)
     bundle = build_data(
-        cfg, preprocess=preprocess, image_size=image_size, in_chans=in_chans, manifest=manifest, log=log
+        cfg,
+        preprocess=preprocess,
+        image_size=image_size,
+        in_chans=in_chans,
+        manifest=manifest,
+        log=log,
     )
     for line in bundle.summary:
         log(line)
@@ -273,7 +282,9 @@ def _resume(run: str | Path, *, runs_dir, log: Log, overrides: dict[str, Any]) -
         )
     write_text(run_dir / "config.yaml", C.to_yaml(cfg))
     manifest = run_dir / "split_manifest.csv"
-    bundle, model, build, accelerator, why = _prepare(cfg, log, manifest if manifest.exists() else None)
+    bundle, model, build, accelerator, why = _prepare(
+        cfg, log, manifest if manifest.exists() else None
+    )
     _check_same_classes(run_dir, bundle.classes)
     runs.write_status(run_dir, status="running", resumed_from=ckpt.name, device=accelerator)
     log(f"resuming {run_dir} from {ckpt.name}")
@@ -378,13 +389,14 @@ def predict(
     """Top-k classes with probabilities per image, with exactly the training preprocessing."""
     import torch
 
-    from cnnlab.data.folder import load_for_predict
     from cnnlab.evaluation.inference import softmax
     from cnnlab.export import load_exported
 
     if topk < 1:
         raise ConfigError(f"topk must be at least 1, got {topk}")
     run_dir = runs.resolve_run(run, runs_dir)
+    from cnnlab.data.folder import load_for_predict
+
     model, meta = load_exported(run_dir)
     classes = meta["classes"]
     out = []
@@ -394,7 +406,10 @@ def predict(
             probs = softmax(model(x).float().numpy())[0]
         order = probs.argsort()[::-1][: min(topk, len(classes))]
         out.append(
-            {"image": str(path), "top": [{"class": classes[i], "prob": float(probs[i])} for i in order]}
+            {
+                "image": str(path),
+                "top": [{"class": classes[i], "prob": float(probs[i])} for i in order],
+            }
         )
     return out
 
@@ -421,7 +436,9 @@ def summary(
     return summarize(net, input_shape)
 
 
-def models(input_size: int = 224, num_classes: int = 1000, names: list[str] | None = None) -> list[dict]:
+def models(
+    input_size: int = 224, num_classes: int = 1000, names: list[str] | None = None
+) -> list[dict]:
     from cnnlab.models.catalog import model_table
 
     return model_table(input_size=input_size, num_classes=num_classes, names=names)

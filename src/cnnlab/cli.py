@@ -44,13 +44,23 @@ def _add_config_options(parser: argparse.ArgumentParser) -> None:
             default = f.default
             help_text = f"{HELP.get(key, key)} (default: {default})"
             if hints[f.name] is bool:
-                group.add_argument(flag, dest=key, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+                group.add_argument(
+                    flag,
+                    dest=key,
+                    action=argparse.BooleanOptionalAction,
+                    default=None,
+                    help=help_text,
+                )
             else:
-                group.add_argument(flag, dest=key, default=None, metavar=f.name.upper(), help=help_text)
+                group.add_argument(
+                    flag, dest=key, default=None, metavar=f.name.upper(), help=help_text
+                )
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="cnnlab", description="Train and understand CNN image classifiers.")
+    p = argparse.ArgumentParser(
+        prog="cnnlab", description="Train and understand CNN image classifiers."
+    )
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     p.add_argument("--version", action="version", version=f"cnnlab {_version()}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -60,8 +70,18 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--name", help="run name (folder under --runs-dir); generated when absent")
     t.add_argument("--runs-dir", help="where run folders go (default: runs, or $CNNLAB_RUNS_DIR)")
     t.add_argument("--force", action="store_true", help="retrain a finished run from scratch")
-    t.add_argument("--resume", metavar="RUN", help="continue an interrupted run, or extend a finished one with --epochs")
-    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any config key, e.g. optim.lr=0.1")
+    t.add_argument(
+        "--resume",
+        metavar="RUN",
+        help="continue an interrupted run, or extend a finished one with --epochs",
+    )
+    t.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any config key, e.g. optim.lr=0.1",
+    )
     _add_config_options(t)
 
     e = sub.add_parser("evaluate", help="evaluate a run's best model")
@@ -90,7 +110,11 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--json", action="store_true")
 
     c = sub.add_parser("conv", help="show a convolution or pooling step by step on a small matrix")
-    c.add_argument("--input", default="9x9", help="HxW (random ints), HxW:arange, a matrix 'a,b;c,d' or an image file")
+    c.add_argument(
+        "--input",
+        default="9x9",
+        help="HxW (random ints), HxW:arange, a matrix 'a,b;c,d' or an image file",
+    )
     c.add_argument("--filter", help="matrix like '3,0,3;2,0,2;1,0,1' (conv)")
     c.add_argument("--op", default="conv", choices=["conv", "max", "avg"])
     c.add_argument("--kernel", default="3", help="pooling window: N or V,H")

@@ -126,11 +126,14 @@ def resolve_key(dotted: str) -> tuple[str | None, str]:
             raise unknown("config section", section, SECTIONS)
         names = [f.name for f in dataclasses.fields(SECTIONS[section])]
         if key not in names:
+            full = [f"{section}.{n}" for n in names]
             raise ConfigError(
-                f"unknown config key '{dotted}'{suggest(key, names)}; see `cnnlab train --help`"
+                f"unknown config key '{dotted}'{suggest(dotted, full)}; see `cnnlab train --help`"
             )
         return section, key
-    owners = [s for s, cls in SECTIONS.items() if dotted in {f.name for f in dataclasses.fields(cls)}]
+    owners = [
+        s for s, cls in SECTIONS.items() if dotted in {f.name for f in dataclasses.fields(cls)}
+    ]
     if len(owners) == 1:
         return owners[0], dotted
     all_keys = [f"{s}.{f.name}" for s, c in SECTIONS.items() for f in dataclasses.fields(c)]
@@ -178,7 +181,9 @@ def coerce(value: Any, typ: Any, key: str) -> Any:
 
 def from_dict(d: dict[str, Any]) -> Config:
     if not isinstance(d, dict):
-        raise ConfigError("a config file must hold a mapping of sections (data, model, optim, train)")
+        raise ConfigError(
+            "a config file must hold a mapping of sections (data, model, optim, train)"
+        )
     cfg = Config()
     for top, value in d.items():
         if top == "name":
@@ -236,7 +241,10 @@ def validate(cfg: Config) -> Config:
         (d.subset is None or d.subset >= 1, f"subset must be at least 1, got {d.subset}"),
         (d.image_size is None or d.image_size >= 8, f"image size must be >= 8, got {d.image_size}"),
         (d.dataset == "fashion-mnist" or d.path, f"dataset '{d.dataset}' needs --data PATH"),
-        (m.dropout is None or 0.0 <= m.dropout < 1.0, f"dropout must be in [0, 1), got {m.dropout}"),
+        (
+            m.dropout is None or 0.0 <= m.dropout < 1.0,
+            f"dropout must be in [0, 1), got {m.dropout}",
+        ),
         (o.lr > 0, f"learning rate must be > 0, got {o.lr}"),
         (o.backbone_lr is None or o.backbone_lr >= 0, "backbone lr must be >= 0"),
         (o.weight_decay >= 0, f"weight decay must be >= 0, got {o.weight_decay}"),
@@ -249,7 +257,10 @@ def validate(cfg: Config) -> Config:
         (t.epochs >= 1, f"epochs must be at least 1, got {t.epochs}"),
         (t.devices >= 1 and t.num_nodes >= 1, "devices and num_nodes must be at least 1"),
         (t.threads is None or t.threads >= 1, "threads must be at least 1"),
-        (t.monitor in ("val_acc", "val_loss"), f"monitor must be val_acc or val_loss, got {t.monitor}"),
+        (
+            t.monitor in ("val_acc", "val_loss"),
+            f"monitor must be val_acc or val_loss, got {t.monitor}",
+        ),
         (
             t.checkpoint_every_n_steps is None or t.checkpoint_every_n_steps >= 1,
             "checkpoint_every_n_steps must be at least 1",
@@ -273,11 +284,15 @@ def lint(cfg: Config) -> list[str]:
     if o.schedule == "plateau" and o.plateau_patience >= t.epochs:
         notes.append(f"plateau patience ({o.plateau_patience}) >= epochs: the lr never drops")
     if m.freeze_backbone and not (m.pretrained or m.weights):
-        notes.append("freeze_backbone without pretrained weights trains only a head on random features")
+        notes.append(
+            "freeze_backbone without pretrained weights trains only a head on random features"
+        )
     if m.unfreeze_at is not None and not m.freeze_backbone:
         notes.append("unfreeze_at has no effect without freeze_backbone")
     if m.unfreeze_at is not None and m.unfreeze_at >= t.epochs:
-        notes.append(f"unfreeze_at ({m.unfreeze_at}) >= epochs ({t.epochs}): the backbone never trains")
+        notes.append(
+            f"unfreeze_at ({m.unfreeze_at}) >= epochs ({t.epochs}): the backbone never trains"
+        )
     if o.backbone_lr is not None and m.freeze_backbone and m.unfreeze_at is None:
         notes.append("backbone_lr has no effect while the backbone stays frozen")
     if d.balance != "none" and d.dataset == "fashion-mnist":

@@ -1,11 +1,11 @@
 """The run folder: where a run's files live and what state it is in.
 
-    runs/<name>/
-      config.yaml  classes.json  environment.json  run.json (status)
-      metrics.csv  signals.jsonl  curves.png            <- training history
-      best.ckpt  last.ckpt  last.prev.ckpt               <- Lightning checkpoints (resume)
-      model.safetensors  model.json                      <- best weights + preprocessing
-      test.json  confusion_matrix.png  summary.md        <- evaluation and report
+runs/<name>/
+  config.yaml  classes.json  environment.json  run.json (status)
+  metrics.csv  signals.jsonl  curves.png            <- training history
+  best.ckpt  last.ckpt  last.prev.ckpt               <- Lightning checkpoints (resume)
+  model.safetensors  model.json                      <- best weights + preprocessing
+  test.json  confusion_matrix.png  summary.md        <- evaluation and report
 """
 
 from __future__ import annotations

@@ -166,7 +166,7 @@ def decode(path: str | os.PathLike, in_chans: int = 3) -> Image.Image:
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise ImageError("bomb", str(e)) from e
     except OSError as e:
-        reason = "truncated" if "truncated" in str(e) else "corrupt"
+        reason = "truncated" if "truncated" in str(e).lower() else "corrupt"
         raise ImageError(reason, str(e)) from e
     except Exception as e:  # Pillow plugins raise many types on malformed data
         raise ImageError("corrupt", f"{type(e).__name__}: {e}") from e
@@ -256,8 +256,8 @@ def resize_short(im: Image.Image, short: int, interpolation: str = "bilinear") -
 
 
 def to_array(im: Image.Image) -> np.ndarray:
-    """(H, W, C) uint8, C = 1 for 'L'."""
-    a = np.asarray(im, dtype=np.uint8)
+    """(H, W, C) uint8, C = 1 for 'L'; writable, so torch.from_numpy accepts it silently."""
+    a = np.array(im, dtype=np.uint8)
     return a[:, :, None] if a.ndim == 2 else a
 
 

@@ -307,3 +307,26 @@ def diff_manifest(rows: Sequence[ManifestRow], root: Path, current: Iterable[str
     listed = {r.path for r in rows}
     diff.added = sorted(set(current) - listed)
     return diff
+
+
+def from_manifest(
+    disc: Discovery, manifest: Path, allow_changed: bool
+) -> tuple[list[Candidate], list[Skipped], list[str], list[str]]:
+    """Candidates exactly as an earlier run's manifest lists them, checked against the disk."""
+    rows = read_manifest(manifest)
+    diff = diff_manifest(rows, disc.root, [c.rel for c in disc.cands])
+    gone = set(diff.missing)
+    if gone and not allow_changed:
+        raise DataError(
+            f"{len(gone)} files of the split manifest {manifest} are missing from {disc.root} "
+            f"(e.g. {diff.missing[0]}); restore them, or allow a changed data folder to use "
+            f"the {len(rows) - len(gone)} that remain"
+        )
+    cands = [
+        Candidate(resolve(disc.root, r.path), r.path, r.label, r.split)
+        for r in rows
+        if r.path not in gone
+    ]
+    missing = [Skipped(str(resolve(disc.root, p)), "missing", f"in {manifest}") for p in gone]
+    classes = sorted({r.label for r in rows})  # the run's classes, even if one is gone now
+    return cands, list(disc.skipped) + missing, classes, diff.lines()

@@ -48,21 +48,38 @@ class RunRecorder(Callback):
         self.history: list[dict[str, Any]] = []
         self.signals: list[dict[str, Any]] = []
         self._grad_sq: torch.Tensor | None = None
+        self._grad_names: tuple[str, ...] = ()
         self._steps = 0
         self._images = 0
 
     def state_dict(self) -> dict[str, Any]:
-        return {"history": self.history, "signals": self.signals}
+        # the running epoch's accumulators too, so a mid-epoch resume records the same row
+        partial = {
+            "epoch": getattr(self, "_epoch", None),
+            "lr": list(getattr(self, "_lr", ())),
+            "grad_sq": None if self._grad_sq is None else self._grad_sq.cpu().tolist(),
+            "grad_names": list(self._grad_names),
+            "steps": self._steps,
+        }
+        return {"history": self.history, "signals": self.signals, "partial": partial}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.history = list(state.get("history", []))
         self.signals = list(state.get("signals", []))
+        self._restored = state.get("partial")
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.on_train_epoch_start(trainer, pl_module)  # a mid-epoch resume skips that hook
+        # a mid-epoch resume skips on_train_epoch_start: start the epoch here, with its sums
+        self.on_train_epoch_start(trainer, pl_module)
+        part, self._restored = getattr(self, "_restored", None), None
+        if part and part["epoch"] == trainer.current_epoch and part["grad_sq"] is not None:
+            self._lr = tuple(part["lr"])
+            self._grad_sq = torch.tensor(part["grad_sq"], device=pl_module.device)
+            self._grad_names, self._steps = tuple(part["grad_names"]), part["steps"]
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._t0 = time.perf_counter()
+        self._epoch = trainer.current_epoch
         self._lr = _lrs(trainer)
         self._grad_sq, self._steps, self._images = None, 0, 0
 
@@ -70,13 +87,14 @@ class RunRecorder(Callback):
         self._images += len(batch[1]) * trainer.world_size
 
     def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
-        grads = [p.grad for p in pl_module.model.parameters() if p.grad is not None]
-        if not grads:
+        named = [(n, p.grad) for n, p in pl_module.model.named_parameters() if p.grad is not None]
+        if not named:
             return
+        names, grads = zip(*named, strict=True)
         # one fused kernel per step, kept on the device until the epoch ends
         sq = torch.stack(torch._foreach_norm(grads)).float().pow(2)
-        if self._grad_sq is None or self._grad_sq.shape != sq.shape:
-            self._grad_sq = torch.zeros_like(sq)
+        if self._grad_sq is None or self._grad_names != names:  # (un)freezing changes the set
+            self._grad_sq, self._grad_names, self._steps = torch.zeros_like(sq), names, 0
         self._grad_sq += sq
         self._steps += 1
 
@@ -113,12 +131,9 @@ class RunRecorder(Callback):
     def _layer_grad_norms(self, pl_module: L.LightningModule) -> dict[str, float]:
         if self._grad_sq is None or self._steps == 0:
             return {}
-        names = [n for n, p in pl_module.model.named_parameters() if p.grad is not None]
         mean_sq = (self._grad_sq / self._steps).tolist()
-        if len(names) != len(mean_sq):  # parameters were (un)frozen mid-epoch
-            return {"total": math.sqrt(sum(mean_sq))}
         per_layer: dict[str, float] = {}
-        for name, sq in zip(names, mean_sq, strict=True):
+        for name, sq in zip(self._grad_names, mean_sq, strict=True):
             layer = name.rsplit(".", 1)[0]
             per_layer[layer] = per_layer.get(layer, 0.0) + sq
         out = {k: round(math.sqrt(v), 6) for k, v in per_layer.items()}

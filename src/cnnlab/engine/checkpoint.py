@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
-from cnnlab.errors import CheckpointError, RunError
+from cnnlab.errors import CheckpointError, RunError, UnsafeCheckpointError
 from cnnlab.fsio import write_with
 
 LAST, PREV, BEST = "last.ckpt", "last.prev.ckpt", "best.ckpt"
@@ -28,12 +28,18 @@ def safe_load(path: str | Path) -> Any:
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Lightning's checkpoint IO with fsync'd atomic writes and weights_only loads."""
 
-    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None
+    ) -> None:
         write_with(path, lambda tmp: torch.save(checkpoint, tmp))
 
-    def load_checkpoint(self, path: Any, map_location: Any = None, weights_only: Any = None) -> dict:
+    def load_checkpoint(
+        self, path: Any, map_location: Any = None, weights_only: Any = None
+    ) -> dict:
         if str(path).startswith(("http://", "https://")):
-            raise CheckpointError(f"refusing to load a checkpoint from a URL ({path}); download it first")
+            raise CheckpointError(
+                f"refusing to load a checkpoint from a URL ({path}); download it first"
+            )
         return safe_load(path)
 
 
@@ -46,6 +52,8 @@ def rotate_last(run_dir: Path) -> None:
 def is_loadable(path: Path) -> bool:
     try:
         ckpt = safe_load(path)
+    except UnsafeCheckpointError:
+        raise  # never skipped over quietly: someone put a code-carrying file here
     except CheckpointError:
         return False
     return isinstance(ckpt, dict) and "state_dict" in ckpt and "loops" in ckpt

@@ -45,6 +45,9 @@ class ClassifierModule(L.LightningModule):
         self.val_acc = torchmetrics.Accuracy(task="multiclass", num_classes=n)
         self.train_loss = torchmetrics.MeanMetric()
         self.val_loss = torchmetrics.MeanMetric()
+        # part of the checkpoint, so a mid-epoch resume continues the epoch's running averages
+        self.train_acc.persistent(True)
+        self.train_loss.persistent(True)
         # predicted-class histogram of the last validation: "predicts one class" shows here
         self._pred_hist = torch.zeros(n, dtype=torch.long)
         self._backbone_frozen = False
@@ -125,7 +128,9 @@ class ClassifierModule(L.LightningModule):
         o = self.optim
         groups = param_groups(self.model, o)
         if o.optimizer == "sgd":
-            opt = torch.optim.SGD(groups, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov and o.momentum > 0)
+            opt = torch.optim.SGD(
+                groups, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov and o.momentum > 0
+            )
         elif o.optimizer == "adam":
             opt = torch.optim.Adam(groups, lr=o.lr)
         else:
@@ -153,9 +158,13 @@ class ClassifierModule(L.LightningModule):
         sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
-    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None):
+    def configure_gradient_clipping(
+        self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None
+    ):
         if self.optim.grad_clip:
-            self.clip_gradients(optimizer, gradient_clip_val=self.optim.grad_clip, gradient_clip_algorithm="norm")
+            self.clip_gradients(
+                optimizer, gradient_clip_val=self.optim.grad_clip, gradient_clip_algorithm="norm"
+            )
 
     def pred_histogram(self) -> list[int]:
         return self._pred_hist.tolist()
@@ -165,10 +174,15 @@ def param_groups(model: CnnClassifier, o: OptimConfig) -> list[dict[str, Any]]:
     """Backbone and head as separate groups (own lr), each split into decayed weights and
     un-decayed norms/biases (weight decay on BatchNorm scales only fights normalisation)."""
     groups = []
-    for part, lr in (("backbone", o.backbone_lr if o.backbone_lr is not None else o.lr), ("head", o.lr)):
+    for part, lr in (
+        ("backbone", o.backbone_lr if o.backbone_lr is not None else o.lr),
+        ("head", o.lr),
+    ):
         decay, no_decay = [], []
-        for name, p in getattr(model, part).named_parameters():
+        for p in getattr(model, part).parameters():
             (no_decay if p.ndim <= 1 else decay).append(p)
         groups.append({"params": decay, "lr": lr, "weight_decay": o.weight_decay, "name": part})
-        groups.append({"params": no_decay, "lr": lr, "weight_decay": 0.0, "name": f"{part}_no_decay"})
+        groups.append(
+            {"params": no_decay, "lr": lr, "weight_decay": 0.0, "name": f"{part}_no_decay"}
+        )
     return [g for g in groups if g["params"]]

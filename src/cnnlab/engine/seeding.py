@@ -18,7 +18,10 @@ _MASK = (1 << 63) - 1
 
 def derive_seed(*parts: int) -> int:
     """A 63-bit seed from integers, stable across runs and platforms (unlike hash())."""
-    return int(np.random.SeedSequence([int(p) & _MASK for p in parts]).generate_state(2, np.uint64)[0]) & _MASK
+    return (
+        int(np.random.SeedSequence([int(p) & _MASK for p in parts]).generate_state(2, np.uint64)[0])
+        & _MASK
+    )
 
 
 def seed_step(seed: int, step: int, rank: int = 0) -> None:

@@ -42,7 +42,9 @@ def choose_device(requested: str) -> tuple[str, str]:
             return "mps", "Apple MPS device found (no CUDA)"
         return "cpu", f"no CUDA or MPS device found; {torch.get_num_threads()} CPU threads"
     if requested == "cuda" and not cuda:
-        raise ConfigError("--device cuda asked for, but no CUDA device is visible; use --device auto")
+        raise ConfigError(
+            "--device cuda asked for, but no CUDA device is visible; use --device auto"
+        )
     if requested == "mps" and not mps:
         raise ConfigError("--device mps asked for, but MPS is not available; use --device auto")
     return requested, "asked for with --device"
@@ -127,6 +129,8 @@ def _quiet_lightning() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    # our sampler skips the batches a mid-epoch checkpoint already trained (RunCheckpoint)
+    warnings.filterwarnings("ignore", message=".*your dataloader is not resumable.*")
 
 
 def strategy_for(cfg: Config, accelerator: str) -> str:
@@ -172,6 +176,7 @@ def fit(
     )  # fmt: skip
     callbacks = [recorder, early, checkpoint, BackboneUnfreeze(cfg.model.unfreeze_at)]
     progress = sys.stderr.isatty()
+    _quiet_lightning()
     if progress:
         callbacks.append(TQDMProgressBar(leave=False))
     trainer = L.Trainer(
@@ -193,7 +198,6 @@ def fit(
         default_root_dir=str(run_dir),
         log_every_n_steps=max(1, steps_per_epoch),
     )
-    _quiet_lightning()
     start = time.perf_counter()
     stop.install()
     try:

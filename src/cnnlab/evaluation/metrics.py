@@ -69,7 +69,10 @@ def classification_report(
         "accuracy": float((y_pred == y_true).mean()) if len(y_true) else 0.0,
         "loss": nll,
         "topk": {f"top{k}": topk_accuracy(logits, y_true, k) for k in topk if k <= n and k > 1},
-        "macro": {m: float(pc[m][present].mean()) if present.any() else 0.0 for m in ("precision", "recall", "f1")},
+        "macro": {
+            m: float(pc[m][present].mean()) if present.any() else 0.0
+            for m in ("precision", "recall", "f1")
+        },
         "per_class": {
             c: {
                 "precision": float(pc["precision"][i]),

