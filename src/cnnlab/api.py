@@ -112,14 +112,14 @@ def _prepare(cfg: C.Config, log: Log, manifest: Path | None = None):
     """Everything before fit: determinism, device, model info, data, model."""
     from cnnlab.data.build import build_data
     from cnnlab.engine.seeding import configure_determinism, seed_all
-    from cnnlab.engine.trainer import check_precision, choose_device
+    from cnnlab.engine.trainer import check_accelerator_settings, choose_device
     from cnnlab.models.registry import create_model, get_model_info
 
     configure_determinism(cfg.train.deterministic, cfg.train.threads)
     seed_all(cfg.train.seed)
     info = get_model_info(cfg.model.name)
     accelerator, why = choose_device(cfg.train.device)
-    for note in [*C.lint(cfg), *check_precision(cfg.train.precision, accelerator)]:
+    for note in [*C.lint(cfg), *check_accelerator_settings(cfg, accelerator)]:
         log(f"warning: {note}")
     log(f"device: {accelerator} ({why})")
     preprocess, image_size, in_chans = _input_plan(cfg, info)

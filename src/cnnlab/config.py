@@ -117,9 +117,14 @@ class Config:
 SECTIONS = {"data": DataConfig, "model": ModelConfig, "optim": OptimConfig, "train": TrainConfig}
 
 
+# the natural spellings `train(model="resnet18", data="photos/")` (and --model/--data)
+KEY_ALIASES = {"model": "model.name", "data": "data.path"}
+
+
 def resolve_key(dotted: str) -> tuple[str | None, str]:
     if dotted == "name":
         return None, "name"
+    dotted = KEY_ALIASES.get(dotted, dotted)
     if "." in dotted:
         section, key = dotted.split(".", 1)
         if section not in SECTIONS:

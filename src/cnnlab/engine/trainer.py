@@ -50,6 +50,15 @@ def choose_device(requested: str) -> tuple[str, str]:
     return requested, "asked for with --device"
 
 
+def check_accelerator_settings(cfg: Config, accelerator: str) -> list[str]:
+    """Errors for settings this device cannot honour, warnings for slow ones."""
+    if cfg.train.sync_batchnorm and accelerator != "cuda":
+        raise ConfigError(
+            "--sync-batchnorm needs CUDA devices (PyTorch's SyncBatchNorm); drop it on CPU"
+        )
+    return check_precision(cfg.train.precision, accelerator)
+
+
 def check_precision(precision: str, accelerator: str) -> list[str]:
     if accelerator == "cpu" and precision == "16-mixed":
         raise ConfigError(
@@ -131,6 +140,8 @@ def _quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
     # our sampler skips the batches a mid-epoch checkpoint already trained (RunCheckpoint)
     warnings.filterwarnings("ignore", message=".*your dataloader is not resumable.*")
+    # torchmetrics already reduced these across ranks in compute()
+    warnings.filterwarnings("ignore", message=".*when logging on epoch level in distributed.*")
 
 
 def strategy_for(cfg: Config, accelerator: str) -> str:
