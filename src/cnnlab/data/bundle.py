@@ -40,3 +40,21 @@ def set_epoch(dataset: Any, epoch: int) -> None:
     target = getattr(dataset, "dataset", dataset)
     if hasattr(target, "set_epoch"):
         target.set_epoch(epoch)
+
+
+class IndexedDataset(Dataset):
+    """Items as (x, y, index): lets the engine cache per-sample backbone features."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+        self.targets = getattr(dataset, "targets", None)
+
+    def set_epoch(self, epoch: int) -> None:
+        set_epoch(self.dataset, epoch)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i: int) -> tuple[Any, Any, int]:
+        x, y = self.dataset[i]
+        return x, y, i

@@ -279,7 +279,7 @@ class BackboneUnfreeze(Callback):
         self.unfreeze_at = unfreeze_at
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self.unfreeze_at is not None and trainer.current_epoch >= self.unfreeze_at:
-            if pl_module.backbone_frozen:
-                pl_module.set_backbone_frozen(False)
-                trainer.print(f"epoch {trainer.current_epoch + 1}: backbone unfrozen")
+        due = self.unfreeze_at is not None and trainer.current_epoch >= self.unfreeze_at
+        if due and pl_module.backbone_frozen:
+            pl_module.set_backbone_frozen(False)
+            trainer.print(f"epoch {trainer.current_epoch + 1}: backbone unfrozen")

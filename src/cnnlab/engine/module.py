@@ -12,6 +12,7 @@ import torch.nn.functional as F
 import torchmetrics
 
 from cnnlab.config import OptimConfig
+from cnnlab.engine.feature_cache import FeatureCache
 from cnnlab.engine.schedules import lr_factor
 from cnnlab.engine.seeding import seed_step
 from cnnlab.errors import DivergedError
@@ -51,11 +52,23 @@ class ClassifierModule(L.LightningModule):
         # predicted-class histogram of the last validation: "predicts one class" shows here
         self._pred_hist = torch.zeros(n, dtype=torch.long)
         self._backbone_frozen = False
+        self.feature_caches: dict[str, FeatureCache] = {}  # set by the trainer when usable
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model.forward_head(self._backbone(x))
+
+    def _backbone(self, x: torch.Tensor) -> torch.Tensor:
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        return self.model(x)
+        return self.model.forward_features(x)
+
+    def _logits(self, batch: tuple, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits and labels; (x, y, index) batches use the frozen-backbone feature cache."""
+        if len(batch) == 3 and self.feature_caches and self._backbone_frozen:
+            x, y, idx = batch
+            features = self.feature_caches[split].lookup(x, idx, self._backbone)
+            return self.model.forward_head(features), y
+        return self(batch[0]), batch[1]
 
     def _loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(
@@ -66,9 +79,8 @@ class ClassifierModule(L.LightningModule):
         # dropout and any other global-RNG use become a function of (seed, step, rank)
         seed_step(self.seed, self.global_step, self.global_rank)
 
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> Any:
-        x, y = batch
-        logits = self(x)
+    def training_step(self, batch: tuple, batch_idx: int) -> Any:
+        logits, y = self._logits(batch, "train")
         loss = self._loss(logits, y)
         finite = bool(torch.isfinite(loss))
         if self.trainer.world_size > 1:
@@ -91,6 +103,8 @@ class ClassifierModule(L.LightningModule):
     def set_backbone_frozen(self, frozen: bool) -> None:
         """Frozen: no gradients for the backbone and its BatchNorm statistics fixed (eval mode)."""
         self._backbone_frozen = frozen
+        if not frozen:
+            self.feature_caches = {}  # features change once the backbone trains
         for p in self.model.backbone.parameters():
             p.requires_grad_(not frozen)
         self.train(self.training)
@@ -101,9 +115,8 @@ class ClassifierModule(L.LightningModule):
             self.model.backbone.eval()
         return self
 
-    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
-        x, y = batch
-        logits = self(x)
+    def validation_step(self, batch: tuple, batch_idx: int) -> None:
+        logits, y = self._logits(batch, "val")
         self.val_loss.update(self._loss(logits, y), weight=len(y))
         self.val_acc.update(logits, y)
         self._pred_hist += torch.bincount(logits.argmax(1).cpu(), minlength=len(self._pred_hist))

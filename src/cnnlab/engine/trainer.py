@@ -8,6 +8,7 @@ writes the run folder; metrics are reduced across ranks; evaluation counts each 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import sys
@@ -23,9 +24,10 @@ from lightning.pytorch.callbacks import EarlyStopping, TQDMProgressBar
 from torch.utils.data import DataLoader
 
 from cnnlab.config import Config
-from cnnlab.data.bundle import DataBundle
+from cnnlab.data.bundle import DataBundle, IndexedDataset
 from cnnlab.engine.callbacks import BackboneUnfreeze, RunCheckpoint, RunRecorder, StopRequest
 from cnnlab.engine.checkpoint import AtomicCheckpointIO
+from cnnlab.engine.feature_cache import FeatureCache
 from cnnlab.engine.module import ClassifierModule
 from cnnlab.engine.samplers import EpochSampler, ShardSampler
 from cnnlab.errors import ConfigError
@@ -130,6 +132,13 @@ class FitResult:
     history: list[dict]
 
 
+def cache_features(cfg: Config) -> bool:
+    """Features are reusable only while the backbone is frozen for good and inputs never vary."""
+    return (
+        cfg.model.freeze_backbone and cfg.model.unfreeze_at is None and cfg.data.augment == "none"
+    )
+
+
 def _quiet_lightning() -> None:
     """Our own per-epoch line says what matters; Lightning's banners and tips do not."""
     import warnings
@@ -140,6 +149,8 @@ def _quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
     # our sampler skips the batches a mid-epoch checkpoint already trained (RunCheckpoint)
     warnings.filterwarnings("ignore", message=".*your dataloader is not resumable.*")
+    # a frozen backbone is in eval mode on purpose (its BatchNorm statistics stay fixed)
+    warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode.*")
     # torchmetrics already reduced these across ranks in compute()
     warnings.filterwarnings("ignore", message=".*when logging on epoch level in distributed.*")
 
@@ -174,6 +185,15 @@ def fit(
     )  # fmt: skip
     if cfg.model.freeze_backbone:
         module.set_backbone_frozen(True)
+        if cache_features(cfg):
+            bundle = dataclasses.replace(
+                bundle, train=IndexedDataset(bundle.train), val=IndexedDataset(bundle.val)
+            )
+            module.feature_caches = {
+                "train": FeatureCache(len(bundle.train)),
+                "val": FeatureCache(len(bundle.val)),
+            }
+            log("frozen backbone, no augmentation: backbone features are computed once and cached")
     stop = StopRequest()
     mode = "max" if t.monitor == "val_acc" else "min"
     early = EarlyStopping(

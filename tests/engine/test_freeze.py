@@ -1,0 +1,65 @@
+"""Freezing really freezes (weights and BatchNorm statistics), unfreezing really trains, and a
+frozen backbone without augmentation runs once per sample thanks to the feature cache."""
+
+import torch
+from torch.utils.data import Dataset
+
+from cnnlab.config import Config
+from cnnlab.data.bundle import DataBundle
+from cnnlab.engine.trainer import fit
+from cnnlab.models.registry import create_model
+from cnnlab.models.spec import PreprocessSpec
+
+
+class Blobs(Dataset):
+    """Two classes of 12x12 images told apart by brightness."""
+
+    def __init__(self, n: int, seed: int) -> None:
+        g = torch.Generator().manual_seed(seed)
+        self.targets = [i % 2 for i in range(n)]
+        self.x = torch.randn(n, 1, 12, 12, generator=g) + torch.tensor(self.targets).view(
+            -1, 1, 1, 1
+        )
+
+    def __len__(self):
+        return len(self.targets)
+
+    def __getitem__(self, i):
+        return self.x[i], self.targets[i]
+
+
+def _run(tmp_path, **model_opts):
+    cfg = Config()
+    cfg.set("train.epochs", 2)
+    cfg.set("data.batch_size", 16)
+    cfg.set("data.augment", "none")
+    for k, v in model_opts.items():
+        cfg.set(f"model.{k}", v)
+    torch.manual_seed(0)
+    model = create_model("smallcnn", num_classes=2, in_chans=1, input_size=12)
+    spec = PreprocessSpec(input_size=(1, 12, 12), mean=(0.0,), std=(1.0,))
+    bundle = DataBundle(["a", "b"], Blobs(64, 0), Blobs(32, 1), None, spec, {}, {})
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    calls = []
+    model.backbone.register_forward_hook(lambda m, i, o: calls.append(len(i[0])))
+    fit(cfg, bundle, model, tmp_path, export_best=lambda *a: None, log=lambda s: None)
+    return before, model.state_dict(), calls
+
+
+def _changed(before, after, prefix):
+    return [k for k in before if k.startswith(prefix) and not torch.equal(before[k], after[k])]
+
+
+def test_frozen_backbone_keeps_weights_and_bn_stats_and_caches_features(tmp_path):
+    before, after, calls = _run(tmp_path, freeze_backbone=True)
+    assert _changed(before, after, "backbone.") == []  # incl. running_mean/var
+    assert _changed(before, after, "head.")
+    # 64 train + 32 val images through the backbone once, then only the cached features
+    assert sum(calls) == 96
+
+
+def test_unfreeze_trains_the_backbone(tmp_path):
+    before, after, calls = _run(tmp_path, freeze_backbone=True, unfreeze_at=1)
+    changed = _changed(before, after, "backbone.")
+    assert any("running_mean" in k for k in changed) and any(k.endswith("weight") for k in changed)
+    assert sum(calls) > 96  # no cache once the backbone trains
