@@ -118,10 +118,26 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--filter", help="matrix like '3,0,3;2,0,2;1,0,1' (conv)")
     c.add_argument("--op", default="conv", choices=["conv", "max", "avg"])
     c.add_argument("--kernel", default="3", help="pooling window: N or V,H")
-    c.add_argument("--stride", default="1", help="N or V,H (vertical, horizontal)")
+    c.add_argument("--stride", default=None, help="N or V,H (vertical, horizontal); default 1 for conv, the window for pooling")
     c.add_argument("--padding", default="0", help="N or V,H")
     c.add_argument("--dilation", default="1", help="N or V,H")
     c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--element", default="0,0", help="output element worked out term by term: ROW,COL")
+
+    x = sub.add_parser(
+        "experiment", help="a grid of runs over config keys and seeds, with one comparison table"
+    )
+    x.add_argument("file", help="experiment YAML: name, base, grid and/or runs, seeds")
+    x.add_argument("--runs-dir", help="where the experiment folder goes (default: runs)")
+    x.add_argument(
+        "--parallel", type=int, default=1, metavar="N",
+        help="train N runs at a time as subprocesses, CPU threads split between them",
+    )  # fmt: skip
+    x.add_argument("--dry-run", action="store_true", help="print the plan; train nothing")
+    x.add_argument(
+        "--rerun-failed", action="store_true",
+        help="retrain failed and diverged runs (default: keep them in the table as failed)",
+    )  # fmt: skip
 
     d = sub.add_parser("data", help="data set tools")
     dsub = d.add_subparsers(dest="data_command", required=True, metavar="ACTION")
@@ -226,6 +242,7 @@ def cmd_conv(args: argparse.Namespace) -> int:
         text = run_conv_demo(
             args.input, args.filter, stride=args.stride, padding=args.padding,
             dilation=args.dilation, op=args.op, kernel=args.kernel, seed=args.seed,
+            element=args.element,
         )  # fmt: skip
     except ValueError as e:
         raise ConfigError(str(e).splitlines()[0]) from None
@@ -241,9 +258,23 @@ def cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_experiment(args: argparse.Namespace) -> int:
+    from cnnlab.experiment import load_experiment, run_experiment
+
+    if args.dry_run:
+        print(load_experiment(args.file).plan(args.runs_dir, rerun_failed=args.rerun_failed))
+        return 0
+    result = run_experiment(
+        args.file, runs_dir=args.runs_dir, parallel=args.parallel, rerun_failed=args.rerun_failed
+    )
+    # 0 even when some runs failed: the experiment completed and its table says which
+    print(result.summary())
+    return 0
+
+
 COMMANDS = {
     "train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "summary": cmd_summary,
-    "models": cmd_models, "conv": cmd_conv, "data": cmd_data,
+    "models": cmd_models, "conv": cmd_conv, "data": cmd_data, "experiment": cmd_experiment,
 }  # fmt: skip
 
 

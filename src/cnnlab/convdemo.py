@@ -16,6 +16,7 @@ Shapes are written rows x cols (H x W); pairs such as stride 2,1 are (vertical, 
 from __future__ import annotations
 
 import re
+import textwrap
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -28,9 +29,17 @@ from cnnlab.arithmetic import DOT, MINUS
 OPS = ("conv", "max", "avg")
 INPUT_MODES = ("random", "arange", "ones")
 MAX_SIDE = 32  # wider generated inputs no longer fit a terminal line
+WRAP = 96  # prose lines fit a 100-column terminal
 IMAGE_SIDE = 16  # images are shrunk to fit 16x16 so that every pixel prints as one number
 # Decoders we let Pillow try; others (e.g. FITS) have had decompression-bomb bugs.
 IMAGE_FORMATS = ["PNG", "JPEG", "BMP", "GIF", "WEBP", "TIFF"]
+_EXPLAIN = {
+    "conv": "Each output is the sum of a window of the input times the filter, element by element"
+    " (cross-correlation, as in deep learning: the filter is not flipped).",
+    "max": "Each output is the largest value in its window (padding is -inf: it never wins).",
+    "avg": "Each output is the mean of its window; padded zeros count (divide by {k}, PyTorch's"
+    " default count_include_pad=True).",
+}
 _NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 _SIZE = re.compile(r"(\d+)\s*[xX]\s*(\d+)(?:\s*:\s*(\w+))?")
 
@@ -43,9 +52,10 @@ def parse_matrix(text: str) -> np.ndarray:
 
     All-integer text gives an int64 array, anything else float64.
     """
-    rows = [r for r in re.split(r"[;\n]", text.strip().strip("[]"))]
-    if not text.strip():
+    body = text.strip().strip("[]").strip().rstrip(";")  # '[...]' and a trailing ';' are harmless
+    if not body:
         raise ValueError("empty matrix: write rows separated by ';', e.g. '1,2;3,4'")
+    rows = re.split(r"[;\n]", body)
     values: list[list[int | float]] = []
     for i, row in enumerate(rows, start=1):
         tokens = [t for t in re.split(r"[,\s]+", row.strip().strip("[]")) if t]
@@ -63,7 +73,13 @@ def parse_matrix(text: str) -> np.ndarray:
             )
         values.append(parsed)
     is_int = all(isinstance(v, int) for row in values for v in row)
-    return np.array(values, dtype=np.int64 if is_int else np.float64)
+    try:
+        m = np.array(values, dtype=np.int64 if is_int else np.float64)
+    except OverflowError:
+        raise ValueError(f"matrix {text!r} has a value too large for int64") from None
+    if not np.all(np.isfinite(m)):
+        raise ValueError(f"matrix {text!r} has a value too large for float64")
+    return m
 
 
 def make_input(spec: str, seed: int = 0) -> np.ndarray:
@@ -180,6 +196,12 @@ def _span(start: int, step: int, count: int) -> str:
     return ",".join(str(start + k * step) for k in range(count))
 
 
+def _factor(fmt: Callable[[float], str], v: float) -> str:
+    # "2·(-1)" rather than "2·-1": a product reads unambiguously with negatives in parentheses.
+    s = fmt(v)
+    return f"({s})" if s.startswith("-") else s
+
+
 def _worked_element(
     op: str,
     xp: np.ndarray,
@@ -198,32 +220,37 @@ def _worked_element(
     x_fmt = _formatter(xp)
     if op == "conv":
         w_fmt = _formatter(w)
-        terms = [[f"{w_fmt(w[a, b])}{DOT}{x_fmt(window[a, b])}" for b in range(kw)] for a in range(kh)]
+        terms = [
+            [f"{_factor(w_fmt, w[a, b])}{DOT}{_factor(x_fmt, window[a, b])}" for b in range(kw)]
+            for a in range(kh)
+        ]
     else:
         terms = [[x_fmt(window[a, b]) for b in range(kw)] for a in range(kh)]
     width = max(len(t) for row in terms for t in row)
-    sep = ", " if op == "max" else " + "
-    rows = [sep.join(t.rjust(width) for t in row) for row in terms]
+    rows = [[t.rjust(width) for t in row] for row in terms]
     lead = f"  out[{i},{j}] = "
-    opener = {"conv": "", "max": "max(", "avg": "("}[op]
-    closer = {"conv": "", "max": ")", "avg": f") / {kh * kw}"}[op]
-    joiner = {"conv": "+ ", "max": "", "avg": "+ "}[op]
-    indent = " " * (len(lead) + len(opener) - len(joiner))
-    lines = [lead + opener + rows[0]] + [indent + joiner + r for r in rows[1:]]
-    lines[-1] += closer + f" = {out_fmt(value)}"
+    if op == "max":
+        # max(a, b, c,
+        #     d, e, f) = 9   -- one window row per line, continued after a comma
+        body = [", ".join(r) for r in rows]
+        lines = [lead + "max(" + body[0]] + [" " * (len(lead) + 4) + r for r in body[1:]]
+        lines = [line + "," for line in lines[:-1]] + [lines[-1] + ")"]
+    else:
+        # conv: w·x + w·x          avg: (x + x
+        #     + w·x + w·x = 42             + x + x) / 4 = 2.50
+        opener = "(" if op == "avg" else ""
+        body = [" + ".join(r) for r in rows]
+        indent = " " * (len(lead) + len(opener) - 2)
+        lines = [lead + opener + body[0]] + [indent + "+ " + r for r in body[1:]]
+        if op == "avg":
+            lines[-1] += f") / {kh * kw}"
+    lines[-1] += f" = {out_fmt(value)}"
     where = "padded input" if padded else "input"
     head = (
         f"worked element out[{i},{j}]: window = {where} rows {_span(i * sh, dh, kh)}, "
         f"cols {_span(j * sw, dw, kw)}"
     )
-    return [head] + [line.replace(", ,", ",") for line in _add_commas(lines, op)]
-
-
-def _add_commas(lines: list[str], op: str) -> list[str]:
-    # A max over several rows continues with a trailing comma, as one writes it by hand.
-    if op != "max":
-        return lines
-    return [line + "," if k < len(lines) - 1 else line for k, line in enumerate(lines)]
+    return [head, *lines]
 
 
 # ---------------------------------------------------------------------------- the demo
@@ -263,14 +290,18 @@ def conv_demo(
         if kernel is None:
             raise ValueError(f"op {op!r} needs kernel= (window size)")
         kernel_hw = _parse_pair("kernel", kernel, 1)
-    stride_hw = _parse_pair("stride", kernel_hw if stride is None and op != "conv" else stride or 1, 1)
+    if stride is None:
+        stride = 1 if op == "conv" else kernel_hw  # PyTorch's defaults
+    stride_hw = _parse_pair("stride", stride, 1)
     pad_hw = _parse_pair("padding", padding, 0)
     dil_hw = _parse_pair("dilation", dilation, 1)
     if op == "avg" and dil_hw != (1, 1):
         raise ValueError("avg pooling has no dilation (PyTorch's avg_pool2d neither)")
 
     formulas = []
-    for axis, n, f, p, s, d in zip(("vertical", "horizontal"), x.shape, kernel_hw, pad_hw, stride_hw, dil_hw):
+    for axis, n, f, p, s, d in zip(
+        ("vertical", "horizontal"), x.shape, kernel_hw, pad_hw, stride_hw, dil_hw, strict=True
+    ):
         try:
             if op == "conv":
                 formulas.append(arithmetic.formula_conv_output(n, f, p, s, d))
@@ -279,10 +310,16 @@ def conv_demo(
         except ValueError as e:
             raise ValueError(f"{axis} axis: {e}") from None
 
-    fill = -np.inf if op == "max" else 0
-    xp = reference.pad2d(x.astype(np.float64) if op == "max" and any(pad_hw) else x, pad_hw, fill)
+    # The padded input as the reader should see it: −inf around a max pool (floats, so that
+    # '-inf' prints instead of the int64 minimum the reference uses), zeros otherwise.
+    if op == "max" and any(pad_hw):
+        xp = reference.pad2d(x.astype(np.float64), pad_hw, -np.inf)
+    else:
+        xp = reference.pad2d(x, pad_hw)
     if op == "conv":
-        out = reference.conv2d(x[None], w[None, None], stride=stride_hw, padding=pad_hw, dilation=dil_hw)[0]
+        out = reference.conv2d(
+            x[None], w[None, None], stride=stride_hw, padding=pad_hw, dilation=dil_hw
+        )[0]
     elif op == "max":
         out = reference.max_pool2d(x, kernel_hw, stride_hw, pad_hw, dil_hw)
     else:
@@ -306,7 +343,20 @@ def _as_matrix(name: str, a: np.ndarray) -> np.ndarray:
     return a
 
 
-def _report(op, x, w, xp, out, kernel, stride, pad, dil, formulas, element, notes) -> list[str]:
+def _report(
+    op: str,
+    x: np.ndarray,
+    w: np.ndarray | None,
+    xp: np.ndarray,
+    out: np.ndarray,
+    kernel: tuple[int, int],
+    stride: tuple[int, int],
+    pad: tuple[int, int],
+    dil: tuple[int, int],
+    formulas: list[str],
+    element: tuple[int, int],
+    notes: Sequence[str],
+) -> list[str]:
     def pair(p: tuple[int, int]) -> str:
         return f"{p[0]},{p[1]}"
 
@@ -318,14 +368,7 @@ def _report(op, x, w, xp, out, kernel, stride, pad, dil, formulas, element, note
         f"{title}: input {x.shape[0]}x{x.shape[1]}, {what}, stride {pair(stride)}, "
         f"padding {pair(pad)}{dilated} -> output {out.shape[0]}x{out.shape[1]}",
         "(pairs are vertical,horizontal; shapes are rows x cols)",
-        {
-            "conv": "Each output is the sum of a window of the input times the filter, element by"
-            " element (cross-correlation, as in deep learning: the filter is not flipped).",
-            "max": "Each output is the largest value in its window (padding is -inf: it never"
-            " wins).",
-            "avg": f"Each output is the mean of its window; padded zeros count (divide by "
-            f"{kh}{DOT}{kw}, PyTorch's default count_include_pad=True).",
-        }[op],
+        *textwrap.wrap(_EXPLAIN[op].format(k=f"{kh}{DOT}{kw}"), WRAP, break_on_hyphens=False),
         "",
         f"input x ({x.shape[0]}x{x.shape[1]})",
         *_matrix_lines(x),
@@ -344,7 +387,7 @@ def _report(op, x, w, xp, out, kernel, stride, pad, dil, formulas, element, note
     lines += ["", f"output ({out.shape[0]}x{out.shape[1]})", *_matrix_lines(out)]
     general = f"floor((n + 2p {MINUS} f) / s) + 1"
     if any(d > 1 for d in dil):
-        general += f", f = d{DOT}(k{MINUS}1)+1 with dilation d"
+        general += f"; dilation d spreads f to f_eff = d{DOT}(f{MINUS}1)+1"
     lines += [
         "",
         f"output size per axis: {general}",
@@ -376,14 +419,19 @@ def run_conv_demo(
     of size `kernel` is drawn from `seed`. For pooling `kernel` is the window and there is no
     filter.
     """
+    if op not in OPS:
+        raise ValueError(f"unknown op {op!r}; choose one of: {', '.join(OPS)}")
     x, notes = _load_input(input_spec, seed)
     kernel_hw = _parse_pair("kernel", kernel, 1)
     if op == "conv":
         if filter_spec is None:
             rng = np.random.default_rng(seed + 1)  # not the input's stream: x and w differ
             w = rng.integers(-1, 2, size=kernel_hw, dtype=np.int64)
-            notes = [*notes, f"no filter given: a random {kernel_hw[0]}x{kernel_hw[1]} filter "
-                     f"(seed {seed}); give one like '3,0,3;2,0,2;1,0,1'"]
+            notes = [
+                *notes,
+                f"no filter given: a random {kernel_hw[0]}x{kernel_hw[1]} filter "
+                f"(seed {seed}); give one like '3,0,3;2,0,2;1,0,1'",
+            ]
         else:
             w = parse_matrix(filter_spec)
         kernel_arg = None
