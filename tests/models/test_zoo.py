@@ -227,7 +227,8 @@ def test_inception_final_side(n: int, stem: tuple, side: int) -> None:
 def test_inception_small_variants_run(size: int) -> None:
     model = _meta("inception_v3", num_classes=10, input_size=size)
     assert model(torch.zeros(2, 3, size, size, device="meta")).shape == (2, 10)
-    assert model.backbone.Conv2d_1a_3x3.conv.stride == (1, 1) and "Conv2d_1a" in model.variant
+    assert model.backbone.Conv2d_1a_3x3.conv.stride == (1, 1)
+    assert "Conv2d_1a" in model.variant and "(input < 75 px)" in model.variant
 
 
 def test_too_small_input_is_a_config_error() -> None:
@@ -257,3 +258,15 @@ def test_wrapper_computes_the_library_function(name: str, size: int) -> None:
     x = torch.randn(1, 3, size, size)
     with torch.no_grad():
         torch.testing.assert_close(ours(x), ref(x))
+
+
+def test_small_stem_override() -> None:
+    native = _meta("resnet18", num_classes=10, input_size=32, small_stem=False)
+    assert native.backbone.conv1.kernel_size == (7, 7) and native.variant == ""
+    assert native(torch.zeros(2, 3, 32, 32, device="meta")).shape == (2, 10)
+    forced = _meta("mobilenet_v2", num_classes=10, input_size=224, small_stem=True)
+    assert forced.variant.endswith("(small_stem=True).")
+    with pytest.raises(ConfigError, match="75"):
+        _meta("inception_v3", num_classes=10, input_size=64, small_stem=False)
+    with pytest.raises(ConfigError, match="63"):
+        _meta("alexnet", num_classes=10, input_size=32, small_stem=False)

@@ -22,7 +22,10 @@ and says so in `model.variant` ('' at the library's configuration):
 - inception_v3 (native 299; its stem needs ≥ 75 px): below 75 px Conv2d_1a gets stride 1 and
   the first max-pool goes (64 px ends at 6×6, 32 px at 2×2); below 21 px the second goes too.
 Inputs below MIN_INPUT = 16 px raise ConfigError (torchvision's alexnet needs 15 even with the
-small stem). `in_chans` replaces the first conv (timm does it itself).
+small stem). The override `small_stem=False` keeps the library's stem at any size it runs on
+(alexnet ≥ 63 px, inception_v3 ≥ 75 px), e.g. to load its pretrained weights into a 32 px
+model; `small_stem=True` forces the small stem. `in_chans` replaces the first conv (timm does
+it itself).
 """
 
 from __future__ import annotations
@@ -41,8 +44,6 @@ from cnnlab.models.registry import register_model
 SMALL_BELOW = 64  # px; below this the classic stems leave < 2×2 maps at the last stage
 MIN_INPUT = 16  # px
 
-Notes = list[str]
-
 
 @dataclass(frozen=True)
 class Spec:
@@ -50,9 +51,11 @@ class Spec:
 
     make: Callable[[int, float], nn.Module]  # (num_classes, dropout) -> library model
     head_attr: str  # attribute holding the classifier (a Linear, or a Sequential ending in one)
-    stem: Callable[[nn.Module, int, int], Notes]  # (model, in_chans, input_size) -> notes
+    stem: Callable[..., str]  # (model, in_chans, small, input_size) -> what changed
     dropout_attr: str = ""  # a separate Dropout attribute applied right before the head
     dropout_inside: bool = False  # `dropout` goes to the library's hidden layers, not the head
+    small_below: int = SMALL_BELOW  # inputs below this get the small-input stem by default
+    native_min: int = MIN_INPUT  # the smallest input the library's own stem runs on
 
 
 def _new_conv(
@@ -85,57 +88,50 @@ def _new_conv(
     return conv
 
 
-def _resnet_stem(m: nn.Module, in_chans: int, input_size: int) -> Notes:
+# Stem surgeries: (model, in_chans, small, input_size) -> what changed ('' when nothing did).
+
+
+def _resnet_stem(m: nn.Module, in_chans: int, small: bool, input_size: int) -> str:
     # torchvision ResNet and timm ResNet (seresnet50) share conv1 / maxpool attribute names.
-    if input_size < SMALL_BELOW:
+    if small:
         m.conv1 = _new_conv(m.conv1, in_chans=in_chans, kernel=3, stride=1, padding=1)
         m.maxpool = nn.Identity()
-        return [
-            f"CIFAR-style stem: conv1 3×3 stride 1 and no max-pool instead of 7×7 stride 2 + "
-            f"max-pool (input < {SMALL_BELOW} px; total stride 8 instead of 32)"
-        ]
+        return (
+            "CIFAR-style stem: conv1 3×3 stride 1 and no max-pool instead of 7×7 stride 2 + "
+            "max-pool, total stride 8 instead of 32"
+        )
     if in_chans != m.conv1.in_channels:
         m.conv1 = _new_conv(m.conv1, in_chans=in_chans)
-    return []
+    return ""
 
 
-def _deep_stem(m: nn.Module, in_chans: int, input_size: int) -> Notes:
+def _deep_stem(m: nn.Module, in_chans: int, small: bool, input_size: int) -> str:
     # timm senet154: conv1 is Sequential(conv 3×3 s2, bn, act, conv, bn, act, conv); timm has
     # already built it for in_chans.
-    if input_size < SMALL_BELOW:
+    if small:
         m.conv1[0] = _new_conv(m.conv1[0], stride=1)
         m.maxpool = nn.Identity()
-        return [
-            f"first stem conv stride 1 and no max-pool (input < {SMALL_BELOW} px; "
-            f"total stride 8 instead of 32)"
-        ]
-    return []
+        return "first stem conv stride 1 and no max-pool, total stride 8 instead of 32"
+    return ""
 
 
-def _mobilenet_stem(m: nn.Module, in_chans: int, input_size: int) -> Notes:
+def _mobilenet_stem(m: nn.Module, in_chans: int, small: bool, input_size: int) -> str:
     stem = m.features[0]  # Conv2dNormActivation(in_chans, 16|32, 3, stride 2)
-    small = input_size < SMALL_BELOW
     if small or in_chans != stem[0].in_channels:
         stem[0] = _new_conv(stem[0], in_chans=in_chans, stride=1 if small else None)
-    if small:
-        return [
-            f"stem conv stride 1 instead of 2 (input < {SMALL_BELOW} px; "
-            f"total stride 16 instead of 32)"
-        ]
-    return []
+    return "stem conv stride 1 instead of 2, total stride 16 instead of 32" if small else ""
 
 
-def _alexnet_stem(m: nn.Module, in_chans: int, input_size: int) -> Notes:
-    small = input_size < SMALL_BELOW
+def _alexnet_stem(m: nn.Module, in_chans: int, small: bool, input_size: int) -> str:
     if small:
         m.features[0] = _new_conv(m.features[0], in_chans=in_chans, kernel=3, stride=1, padding=1)
-        return [
-            f"conv1 3×3 stride 1 padding 1 instead of 11×11 stride 4 (input < {SMALL_BELOW} px); "
-            f"the adaptive pool stretches the final map to 6×6 for the 9,216-wide fc6"
-        ]
+        return (
+            "conv1 3×3 stride 1 padding 1 instead of 11×11 stride 4; the adaptive pool "
+            "stretches the final map to 6×6 for the 9,216-wide fc6"
+        )
     if in_chans != m.features[0].in_channels:
         m.features[0] = _new_conv(m.features[0], in_chans=in_chans)
-    return []
+    return ""
 
 
 def inception_final_side(n: int, stride1: int = 2, pool1: bool = True, pool2: bool = True) -> int:
@@ -152,18 +148,21 @@ def inception_final_side(n: int, stride1: int = 2, pool1: bool = True, pool2: bo
         return 0
 
 
-# Tried in order; the first that leaves a map at the end wins. The 299 px stem works down to 75.
-INCEPTION_STEMS: list[tuple[int, bool, bool, str]] = [
-    (2, True, True, ""),
-    (1, False, True, "Conv2d_1a stride 1 and no first max-pool (input < 75 px)"),
-    (1, False, False, "Conv2d_1a stride 1 and no stem max-pools (input < 21 px)"),
+# Small stems, tried in order: the first that leaves a map after Mixed_7a wins (≥ 21 px keeps
+# the second max-pool, ≥ 13 px needs neither).
+INCEPTION_SMALL_STEMS: list[tuple[int, bool, bool, str]] = [
+    (1, False, True, "Conv2d_1a stride 1 and no first max-pool"),
+    (1, False, False, "Conv2d_1a stride 1 and no stem max-pools (one would leave no map)"),
 ]
 
 
-def _inception_stem(m: nn.Module, in_chans: int, input_size: int) -> Notes:
-    stride1, pool1, pool2, note = next(
-        s for s in INCEPTION_STEMS if inception_final_side(input_size, *s[:3]) >= 1
-    )
+def _inception_stem(m: nn.Module, in_chans: int, small: bool, input_size: int) -> str:
+    stride1, pool1, pool2, note = (2, True, True, "")
+    if small:
+        stride1, pool1, pool2, note = next(
+            (s for s in INCEPTION_SMALL_STEMS if inception_final_side(input_size, *s[:3]) >= 1),
+            INCEPTION_SMALL_STEMS[-1],
+        )
     old = m.Conv2d_1a_3x3.conv
     if stride1 != 2 or in_chans != old.in_channels:
         m.Conv2d_1a_3x3.conv = _new_conv(
@@ -171,7 +170,7 @@ def _inception_stem(m: nn.Module, in_chans: int, input_size: int) -> Notes:
         )
     m.maxpool1 = m.maxpool1 if pool1 else nn.Identity()
     m.maxpool2 = m.maxpool2 if pool2 else nn.Identity()
-    return [note]
+    return note
 
 
 def _cut_head(model: nn.Module, spec: Spec) -> nn.Linear:
@@ -201,26 +200,35 @@ def build_library_model(
     input_size: int,
     dropout: float,
     name: str = "",
+    small_stem: bool | None = None,
     **overrides: Any,
 ) -> CnnClassifier:
+    """Library model -> CnnClassifier; `small_stem` None chooses from `input_size`.
+
+    `small_stem=False` keeps the library's stem at any size it can run (e.g. to load its
+    pretrained weights into a 32 px model), `True` forces the small-input stem.
+    """
     if overrides:
-        raise ConfigError(f"unknown option(s) for {name}: {', '.join(sorted(overrides))}")
+        raise ConfigError(
+            f"unknown option(s) for {name}: {', '.join(sorted(overrides))}; accepted: small_stem"
+        )
     if input_size < MIN_INPUT:
         raise ConfigError(f"{name} needs input_size >= {MIN_INPUT} px, got {input_size}")
+    small = input_size < spec.small_below if small_stem is None else small_stem
+    if not small and input_size < spec.native_min:
+        raise ConfigError(
+            f"{name} with its library stem needs input_size >= {spec.native_min} px, got "
+            f"{input_size}; drop small_stem=False to get the small-input variant"
+        )
     model = spec.make(num_classes, dropout)
-    notes = spec.stem(model, in_chans, input_size)
+    note = spec.stem(model, in_chans, small, input_size)
+    why = f"input < {spec.small_below} px" if small_stem is None else "small_stem=True"
     linear = _cut_head(model, spec)
     head_dropout = 0.0 if spec.dropout_inside else dropout
-    clf = CnnClassifier(
-        model, linear.in_features, num_classes, head_dropout, variant=_sentence(notes)
-    )
+    variant = f"{note} ({why})." if note else ""
+    clf = CnnClassifier(model, linear.in_features, num_classes, head_dropout, variant=variant)
     clf.head[-1] = linear  # keep the library's initialisation of the last layer
     return clf
-
-
-def _sentence(notes: Notes) -> str:
-    text = "; ".join(n for n in notes if n)
-    return text + "." if text else ""
 
 
 def _tv(fn: str, *, pass_dropout: bool = False, **kw: Any) -> Callable[[int, float], nn.Module]:
@@ -259,7 +267,11 @@ SENET_PAPER = "Hu, Shen, Sun. Squeeze-and-Excitation Networks. CVPR 2018 (arXiv:
 _register(
     "alexnet",
     lambda c: Spec(
-        _tv("alexnet", pass_dropout=True), "classifier", _alexnet_stem, dropout_inside=True
+        _tv("alexnet", pass_dropout=True),
+        "classifier",
+        _alexnet_stem,
+        dropout_inside=True,
+        native_min=63,  # 11×11/4 conv and three 3/2 max-pools: 63 px ends at 1×1
     ),
     family="alexnet",
     default_input=224,
@@ -285,7 +297,12 @@ for _depth, _params in [(18, 11.7), (34, 21.8), (50, 25.6), (101, 44.5), (152, 6
 _register(
     "inception_v3",
     lambda c: Spec(
-        _tv("inception_v3", aux_logits=False, init_weights=True), "fc", _inception_stem, "dropout"
+        _tv("inception_v3", aux_logits=False, init_weights=True),
+        "fc",
+        _inception_stem,
+        dropout_attr="dropout",
+        small_below=75,
+        native_min=75,  # inception_final_side(75) == 1
     ),
     family="inception",
     default_input=299,

@@ -194,7 +194,7 @@ def build_vgg(
             layers.append(nn.MaxPool2d(2, 2))
             side = pool_output_size(side, 2, 0, 2)
         else:
-            # The conv keeps its bias under BN, as torchvision's vgg*_bn do (same state_dict keys).
+            # The conv keeps its bias under BN, as torchvision's vgg*_bn: same tensors, same order.
             layers.append(nn.Conv2d(c, v, 3, padding=1))
             layers += [nn.BatchNorm2d(v)] if batch_norm else []
             layers.append(nn.ReLU(inplace=True))
