@@ -177,6 +177,10 @@ def fit(
     log: Callable[[str], None] = print,
 ) -> FitResult:
     t = cfg.train
+    if accelerator == "cpu":
+        # Denormal floats (tiny gradients and activations) are up to 10x slower on x86 CPUs;
+        # flushing them to zero changes no result that matters and keeps runs deterministic.
+        torch.set_flush_denormal(True)
     steps_per_epoch = -(-len(bundle.train) // cfg.data.batch_size)
     module = ClassifierModule(
         model, cfg.optim, epochs=t.epochs, steps_per_epoch=steps_per_epoch, seed=t.seed,
