@@ -118,11 +118,17 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--filter", help="matrix like '3,0,3;2,0,2;1,0,1' (conv)")
     c.add_argument("--op", default="conv", choices=["conv", "max", "avg"])
     c.add_argument("--kernel", default="3", help="pooling window: N or V,H")
-    c.add_argument("--stride", default=None, help="N or V,H (vertical, horizontal); default 1 for conv, the window for pooling")
+    c.add_argument(
+        "--stride",
+        default=None,
+        help="N or V,H (vertical, horizontal); default 1 for conv, the window for pooling",
+    )
     c.add_argument("--padding", default="0", help="N or V,H")
     c.add_argument("--dilation", default="1", help="N or V,H")
     c.add_argument("--seed", type=int, default=0)
-    c.add_argument("--element", default="0,0", help="output element worked out term by term: ROW,COL")
+    c.add_argument(
+        "--element", default="0,0", help="output element worked out term by term: ROW,COL"
+    )
 
     x = sub.add_parser(
         "experiment", help="a grid of runs over config keys and seeds, with one comparison table"
