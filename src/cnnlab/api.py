@@ -222,13 +222,16 @@ def _fit_and_report(cfg, run_dir, bundle, model, build, accelerator, resume_from
         runs.write_status(run_dir, status="failed", error=f"{type(e).__name__}: {e}")
         raise
     history = result.history or _history(run_dir)
+    # a resumed run's wall time is the sum over its sessions
+    previous = runs.read_status(run_dir).get("wall_time_s", 0.0) if resume_from else 0.0
     best_val = max((h["val_acc"] for h in history), default=None)
     best_epoch = result.best_epoch
     if best_epoch is None and history:
         best_epoch = max(history, key=lambda h: h["val_acc"])["epoch"]
     runs.write_status(
         run_dir, status="finished", stop_reason=result.stop_reason, best_epoch=best_epoch,
-        best_val_acc=best_val, epochs_run=len(history), wall_time_s=round(result.wall_time_s, 1),
+        best_val_acc=best_val, epochs_run=len(history),
+        wall_time_s=round(previous + result.wall_time_s, 1),
         finished=runs.now(),
     )  # fmt: skip
     log(f"stopped: {result.stop_reason}")

@@ -136,7 +136,15 @@ class ClassifierModule(L.LightningModule):
             self.train_acc.reset()
         # torchmetrics reduces its states across ranks in compute(); logging the computed value
         # with sync_dist=False avoids a second (mean-of-means) reduction.
-        self.log("val_loss", self.val_loss.compute(), prog_bar=True)
+        val_loss = self.val_loss.compute()
+        if not torch.isfinite(val_loss):
+            # a finite training loss can hide weights that overflow on other inputs
+            raise DivergedError(
+                f"validation loss became {val_loss.item()} after epoch {self.current_epoch + 1} "
+                f"(step {self.global_step}); likely causes: learning rate too high "
+                f"(lr={self.optim.lr}) or fp16 overflow; lower --lr or use --precision 32"
+            )
+        self.log("val_loss", val_loss, prog_bar=True)
         self.log("val_acc", self.val_acc.compute(), prog_bar=True)
         self.val_loss.reset()
         self.val_acc.reset()
