@@ -21,7 +21,8 @@ def pixels(h: int, w: int, c: int = 3, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     small = rng.integers(0, 256, size=(max(2, h // 4), max(2, w // 4), c), dtype=np.uint8)
     im = Image.fromarray(small.squeeze(-1) if c == 1 else small)
-    return np.asarray(im.resize((w, h), Image.Resampling.BILINEAR))
+    a = np.array(im.resize((w, h), Image.Resampling.BILINEAR))
+    return a.reshape(h, w, c)
 
 
 def write_image(

@@ -6,8 +6,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from imagetree import bomb_png, corrupt_png, jpeg_bytes, write_image
 from PIL import Image, ImageFile
+from torchvision.transforms.v2 import functional as F
 from torchvision.transforms.v2.functional._geometry import _compute_resized_output_size
 
 from cnnlab.data import imaging
@@ -28,18 +30,10 @@ def test_pillow_policy_is_set_on_import():
 
 
 @pytest.mark.parametrize(
-    ("mode", "in_chans", "expected"),
-    [
-        ("RGB", 3, None),
-        ("L", 3, None),
-        ("L", 1, None),
-        ("1", 3, None),
-        ("P", 3, None),
-        ("CMYK", 3, None),
-        ("RGB", 1, None),
-    ],
+    ("mode", "in_chans"),
+    [("RGB", 3), ("L", 3), ("L", 1), ("1", 3), ("P", 3), ("CMYK", 3), ("RGB", 1)],
 )
-def test_modes_become_rgb_or_l(tmp_path, mode, in_chans, expected):
+def test_modes_become_rgb_or_l(tmp_path, mode, in_chans):
     ext = ".jpg" if mode == "CMYK" else ".png"
     path = write_image(tmp_path / f"x{ext}", size=(30, 20), mode=mode)
     a = imaging.load_image(path, in_chans)
@@ -130,6 +124,7 @@ def test_bomb_is_refused_before_decoding(tmp_path, monkeypatch):
     assert reason_of(path) == "bomb"
 
 
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
 def test_bomb_between_one_and_two_times_the_limit(tmp_path, monkeypatch):
     # Pillow only warns between 1x and 2x MAX_IMAGE_PIXELS; cnnlab treats it as a bomb too,
     # with or without the warnings filter (pytest resets filters per test).
@@ -187,3 +182,23 @@ def test_prepare_resizes_the_shorter_side(tmp_path):
     path = write_image(tmp_path / "x.jpg", size=(40, 20))
     assert imaging.prepare(path, 3, 10).shape == (10, 20, 3)
     assert imaging.prepare(path, 1, 30).shape == (30, 60, 1)  # upscaling too
+
+
+def test_jpeg_draft_decodes_at_reduced_scale_and_still_catches_truncation(tmp_path):
+    path = write_image(tmp_path / "big.jpg", size=(400, 300))
+    assert imaging.decode(path, draft=60).size == (100, 75)  # 1/4 scale: still >= 60
+    assert imaging.decode(path, draft=200).size == (400, 300)  # halving would go below 200
+    assert imaging.prepare(path, 3, 60).shape == (60, 80, 3)
+    path.write_bytes(path.read_bytes()[:-200])
+    assert reason_of(path) == "truncated"
+    with pytest.raises(ImageError, match="truncated"):
+        imaging.decode(path, draft=60)
+
+
+def test_resize_short_matches_torchvision_resize_on_the_full_image():
+    a = np.ascontiguousarray(np.random.default_rng(0).integers(0, 256, (37, 53, 3), np.uint8))
+    out = imaging.resize_short(a, 20)
+    full = F.resize(torch.from_numpy(a).permute(2, 0, 1).contiguous(), [20], antialias=True)
+    assert out.shape == (20, 28, 3)
+    np.testing.assert_array_equal(out, full.permute(1, 2, 0).numpy())
+    assert imaging.resize_short(a, 20, "lanczos").shape == (20, 28, 3)

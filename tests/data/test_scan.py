@@ -66,7 +66,6 @@ def test_scan_reports_exactly_the_bad_files(bad_tree):
         f"dog/good{i}.png" for i in range(3)
     ]
     rec = next(r for r in ok if r.cand.rel == "cat/good0.jpg")
-    assert (rec.width, rec.height) == (24, 18)
     assert rec.size == (root / "cat/good0.jpg").stat().st_size
 
 
@@ -115,8 +114,10 @@ class Sink:
     def wants(self, path, size, mtime_ns):
         return path not in self.have
 
+    short = 8
+
     def prepare(self, im):
-        return imaging.to_array(imaging.resize_short(im, 8))
+        return imaging.resize_short(imaging.to_array(im), 8)
 
     def put(self, path, size, mtime_ns, arr):
         self.got[path] = arr

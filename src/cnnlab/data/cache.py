@@ -1,8 +1,8 @@
 """Decoded, resized uint8 pixels, so that no JPEG is decoded twice.
 
 What is stored: each image after `imaging.prepare`, i.e. EXIF-rotated, converted to RGB or L,
-shorter side resized to `short` (= the eval resize, size / crop_pct), aspect ratio kept, as an
-(H, W, C) uint8 array. Evaluation then only center-crops; training random-resized-crops the
+shorter side resized to `short` (= the eval resize, size / crop_pct; big JPEGs decoded at a
+reduced scale first), aspect ratio kept, as an (H, W, C) uint8 array. Evaluation then only center-crops; training random-resized-crops the
 cached array. Keeping the aspect ratio (not a fixed square) makes a cached eval sample identical
 to `predict` on the file, because the eval transform's Resize is a no-op on it.
 
@@ -19,13 +19,14 @@ Where it lives (`mode`):
           `budget` bytes. Entries already in a pack from an earlier run are read from the pack.
 
 `ImageDataset` is the read side: a torch Dataset over a PixelStore (or over the files, with the
-cache off).
+cache off); `BalancedSampler` draws its classes equally often.
 
 When it is filled: up front, in the main process, by the same threaded decode that validates each
 file (scan.py), not lazily in epoch 1: a cache filled inside worker processes would be lost with
 them, and a file is decoded once per run instead of twice (scan, then epoch 1). After that the
 store is read-only. A run only ever adds a new pack for the files it had to decode; packs that
-no current file uses are deleted once they are an hour old.
+no current file uses are deleted once they are an hour old and no living store holds their
+shared lock (flock, POSIX only).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ import json
 import os
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -43,12 +45,17 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, WeightedRandomSampler
 
 from cnnlab import fsio
 from cnnlab.data import imaging
 from cnnlab.data.transforms import sample_seed
 from cnnlab.errors import DataError
+
+try:
+    import fcntl
+except ImportError:  # Windows: no pack locking, pruning relies on the age rule alone
+    fcntl = None
 
 PACK_VERSION = 1  # bump when imaging.prepare changes its pixels
 MODES = ("auto", "memory", "disk", "off")
@@ -83,6 +90,9 @@ class PixelStore:
         self.files = files
         self.where = where  # (N, 5) int64: file index, offset, h, w, c (file index -1: memory)
         self._maps: dict[int, np.memmap] = {}
+        # A shared flock on each pack while this store lives: another run's pruning skips
+        # locked packs (a worker started later by spawn must still find the file).
+        self._locks = [_lock_shared(f) for f in files]
 
     def __len__(self) -> int:
         return len(self.arrays)
@@ -113,7 +123,31 @@ class PixelStore:
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_maps"] = {}  # each process maps the packs itself; never pickle the pixels
+        state["_locks"] = []  # held by the process that built the store
         return state
+
+
+def _lock_shared(path: str) -> Any:
+    if fcntl is None:
+        return None
+    fh = open(path, "rb")  # noqa: SIM115 - held open for the store's lifetime, on purpose
+    with contextlib.suppress(OSError):  # no flock (some network file systems): no protection
+        fcntl.flock(fh, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    return fh
+
+
+def _in_use(path: Path) -> bool:
+    """True if some living store holds a shared lock on the pack."""
+    if fcntl is None:
+        return False
+    try:
+        with open(path, "rb") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return False
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
 
 
 class _PackWriter:
@@ -194,14 +228,15 @@ class PixelCacheBuilder:
         return key not in self.packs and key not in self.mem
 
     def prepare(self, im: Image.Image) -> np.ndarray:
-        return imaging.to_array(imaging.resize_short(im, self.short, self.interpolation))
+        """Same pixels as imaging.prepare: `im` was decoded with draft=self.short."""
+        return imaging.resize_short(imaging.to_array(im), self.short, self.interpolation)
 
     def put(self, path: Path, size: int, mtime_ns: int, arr: np.ndarray) -> None:
         key = entry_key(path, size, mtime_ns)
         if self.writer is None and self.to_disk:
             self._start_writer()
         if self.writer is not None:
-            self.writer.add(key, arr)
+            self._add(key, arr)
             return
         self.mem[key] = arr
         self.mem_bytes += arr.nbytes
@@ -210,8 +245,18 @@ class PixelCacheBuilder:
             self._start_writer()
             if self.writer is not None:
                 for k, a in self.mem.items():
-                    self.writer.add(k, a)
+                    self._add(k, a)
                 self.mem.clear()
+
+    def _add(self, key: str, arr: np.ndarray) -> None:
+        try:
+            self.writer.add(key, arr)
+        except OSError as e:  # disk full, most likely: one clear error, no half pack left
+            self.writer.abort()
+            raise DataError(
+                f"cannot write the pixel cache in {self.folder}: {e.strerror or e}; free space, "
+                "pass another cache folder, or use the memory cache"
+            ) from e
 
     def _start_writer(self) -> None:
         self.to_disk = False  # one attempt: an unwritable cache folder falls back to memory
@@ -232,7 +277,10 @@ class PixelCacheBuilder:
                 self.writer.close()
             except OSError as e:
                 self.writer.abort()
-                raise OSError(f"cannot finish the pixel cache in {self.folder}: {e}") from e
+                raise DataError(
+                    f"cannot write the pixel cache in {self.folder}: {e.strerror or e}; free "
+                    "space, pass another cache folder, or use the memory cache"
+                ) from e
             for key, entry in self.writer.entries.items():
                 self.packs[key] = (str(self.writer.path), entry)
             self.writer = None
@@ -255,7 +303,7 @@ class PixelCacheBuilder:
         if self.requested == "memory":  # asked for memory: copy entries found in packs
             store.arrays = [np.array(store.get(i)) for i in range(len(store))]
             store.where[:, :2] = -1
-            store.files = []
+            store.files, store._locks = [], []
         self._prune({os.path.basename(f) for f in files})
         return store
 
@@ -267,7 +315,8 @@ class PixelCacheBuilder:
         for index in self.folder.glob("*.json"):
             data_file = index.with_suffix(".u8")
             with contextlib.suppress(OSError):
-                if data_file.name not in used and now - index.stat().st_mtime > PRUNE_AGE_S:
+                old = now - index.stat().st_mtime > PRUNE_AGE_S
+                if data_file.name not in used and old and not _in_use(data_file):
                     data_file.unlink(missing_ok=True)
                     index.unlink()
 
@@ -323,3 +372,17 @@ class ImageDataset(Dataset):
         with torch.random.fork_rng(devices=[]):
             torch.default_generator.manual_seed(sample_seed(self.seed, int(self._epoch), i))
             return self.transform(x), self.targets[i]
+
+
+class BalancedSampler(WeightedRandomSampler):
+    """Draws every class equally often (with replacement), seeded by (seed, epoch)."""
+
+    def __init__(self, targets: list[int], seed: int = 0) -> None:
+        counts = Counter(targets)
+        weights = [1.0 / counts[t] for t in targets]
+        super().__init__(weights, num_samples=len(targets), replacement=True)
+        self.seed = seed
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.generator = torch.Generator().manual_seed(sample_seed(self.seed, epoch, -1))

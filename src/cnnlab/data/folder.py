@@ -6,15 +6,13 @@
     data.write_artifacts(run_dir)  # skipped.csv, split_manifest.csv, class_counts.json
     loader = DataLoader(data.train, batch_size=32, sampler=data.balanced_sampler(seed=0))
 
-Steps: find the files and their classes (split.py), check every file with a full decode in
-parallel while filling the pixel cache (scan.py, cache.py), split (split.py), then datasets that
-only read what the split lists, from the cache. Bad files are skipped and listed, never fatal
-mid-epoch; a class or split left empty is an error that names it.
-
-With `manifest` (the split_manifest.csv of an earlier run) the files and splits are exactly the
-manifest's. Files that changed since are re-checked and used if still good (a note says so);
-new files are ignored (a note says so); missing files are an error, because the run would not
-be comparable, unless `allow_changed=True`, which skips them as `missing`.
+Steps: list files and classes (split.py); check each with a full decode, in parallel, filling
+the pixel cache from the same decode (scan.py, cache.py); split; datasets read only what the split
+lists. Bad files are skipped and listed, never fatal mid-epoch; an empty class or split is an
+error that names it. With `manifest` (an earlier run's split_manifest.csv) files and splits are
+the manifest's: changed files are re-checked and used if still good, new files are ignored (both
+noted); missing files are an error, as the run would not be comparable, unless
+`allow_changed=True`, which skips them as `missing`.
 """
 
 from __future__ import annotations
@@ -29,19 +27,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from torch.utils.data import WeightedRandomSampler
 
 from cnnlab import fsio
 from cnnlab.data import imaging
 from cnnlab.data.cache import (
     DEFAULT_BUDGET,
     MODES,
+    BalancedSampler,
     ImageDataset,
     PixelCacheBuilder,
+    PixelStore,
     default_cache_dir,
     pack_dir,
 )
-from cnnlab.data.scan import Record, Skipped, scan
+from cnnlab.data.scan import Candidate, Record, Skipped, scan
 from cnnlab.data.split import (
     SPLITS,
     Discovery,
@@ -53,33 +52,26 @@ from cnnlab.data.split import (
 )
 from cnnlab.data.transforms import (
     PRESETS,
+    ToFloatNormalize,
     build_transform,
+    eval_transform,
+    load_for_predict,
     measure_mean_std,
     resize_size,
-    sample_seed,
 )
 from cnnlab.errors import ConfigError, DataError, unknown
 from cnnlab.models.spec import PreprocessSpec
 
+# eval_transform, load_for_predict: from transforms.py, re-exported for predict.
+__all__ = ["FolderData", "build_folder_data", "eval_transform", "load_for_predict"]
+
 BAD_IMAGE_POLICIES = ("skip", "fail")
-
-
-class BalancedSampler(WeightedRandomSampler):
-    """Draws every class equally often (with replacement), seeded by (seed, epoch)."""
-
-    def __init__(self, targets: list[int], seed: int = 0) -> None:
-        counts = Counter(targets)
-        weights = [1.0 / counts[t] for t in targets]
-        super().__init__(weights, num_samples=len(targets), replacement=True)
-        self.seed = seed
-        self.set_epoch(0)
-
-    def set_epoch(self, epoch: int) -> None:
-        self.generator = torch.Generator().manual_seed(sample_seed(self.seed, epoch, -1))
 
 
 @dataclass
 class FolderData:
+    """What build_folder_data found: datasets per split, classes, counts, skips, provenance."""
+
     classes: list[str]
     train: ImageDataset
     val: ImageDataset | None  # None only with val_fraction=0 and no val folder
@@ -91,6 +83,7 @@ class FolderData:
     root: Path = Path(".")
     manifest_rows: list[ManifestRow] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # how it was split, warnings, cache
+    output: str = "float"  # "uint8": items stay uint8; apply batch_transform() on the device
 
     def summary_lines(self) -> list[str]:
         """What was found, split and skipped: for the console, one fact per line."""
@@ -115,6 +108,11 @@ class FolderData:
 
     def balanced_sampler(self, seed: int = 0) -> BalancedSampler:
         return BalancedSampler(self.train.targets, seed)
+
+    def batch_transform(self) -> torch.nn.Module:
+        """What turns a batch of items into model input: identity for output="float",
+        ToFloatNormalize(preprocess) for output="uint8" (apply after moving it to the device)."""
+        return ToFloatNormalize(self.preprocess) if self.output == "uint8" else torch.nn.Identity()
 
     def write_artifacts(self, run_dir: Path) -> None:
         """skipped.csv, split_manifest.csv and class_counts.json, each written atomically."""
@@ -147,9 +145,6 @@ def _count_lines(classes: list[str], counts: dict[str, list[int]]) -> list[str]:
     return lines
 
 
-# ---- build ---------------------------------------------------------------------------------
-
-
 def build_folder_data(
     path: str | os.PathLike,
     *,
@@ -168,15 +163,17 @@ def build_folder_data(
     log: Callable[[str], None] = print,
     allow_changed: bool = False,
     cache_budget: int = DEFAULT_BUDGET,
+    output: str = "float",
 ) -> FolderData:
     """Find, check, split and cache an image folder or CSV; see the module docstring.
 
     `preprocess` None means a model from scratch: mean/std are measured on the training split
     and the result's `preprocess` holds them. `workers` is the DataLoader worker count the caller
-    will use (it decides where the pixel cache lives). Logs progress only; print
+    will use (it decides where the pixel cache lives). `output="uint8"` keeps items uint8 for
+    `batch_transform()` on the device (fast with workers). Logs progress only; print
     `summary_lines()` for the report.
     """
-    _check_options(augment, cache, on_bad_image, val_fraction, test_fraction, in_chans)
+    _check_options(augment, cache, on_bad_image, val_fraction, test_fraction, in_chans, output)
     spec = _target_spec(preprocess, image_size, in_chans)
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     disc = discover(path)
@@ -198,18 +195,26 @@ def build_folder_data(
     skipped = sorted(skipped + bad)
     if on_bad_image == "fail":
         _fail_on_bad(skipped, root)
-    by_split, expected, how = _split(records, disc, manifest, val_fraction, test_fraction, seed)
-    counts = _check_splits(by_split, expected, classes, disc, skipped)
-    notes = [how, *notes, *_missing_class_notes(classes, counts)]
-    measure = preprocess is None
-    return _assemble(
-        by_split, classes, counts, skipped, builder, spec, measure, augment, seed, disc, notes
+    by_split, expected, how = _split(
+        records, cands, disc, manifest, val_fraction, test_fraction, seed
     )
+    counts = _check_splits(by_split, expected, classes, disc, skipped)
+    measure = preprocess is None
+    data = _assemble(by_split, classes, counts, skipped, builder, spec, measure, seed, disc)
+    data.notes = [how, *notes, *_missing_class_notes(classes, counts), *data.notes]
+    data.output = output
+    for split, ds in (("train", data.train), ("val", data.val), ("test", data.test)):
+        if ds is not None:
+            norm = output == "float"
+            ds.transform = build_transform(data.preprocess, augment, split == "train", norm)
+    return data
 
 
 def _check_options(
-    augment: str, cache: str, on_bad: str, val: float, test: float, in_chans: int
+    augment: str, cache: str, on_bad: str, val: float, test: float, in_chans: int, output: str
 ) -> None:
+    if output not in ("float", "uint8"):
+        raise unknown("output", output, ("float", "uint8"))
     if augment not in PRESETS:
         raise unknown("augmentation preset", augment, PRESETS)
     if cache not in MODES:
@@ -237,6 +242,7 @@ def _target_spec(preprocess: PreprocessSpec | None, image_size: int, c: int) -> 
 
 def _split(
     records: list[Record],
+    cands: list[Candidate],
     disc: Discovery,
     manifest: Path | None,
     val: float,
@@ -244,9 +250,9 @@ def _split(
     seed: int,
 ) -> tuple[dict[str, list[Record]], set[str], str]:
     """Records per split, the splits that must not be empty, and how the split was made."""
-    fixed = {r.cand.split for r in records} | set(disc.split_dirs)
-    fixed |= {c.split for c in disc.cands if c.split}
-    fixed.discard(None)
+    # Splits the layout (or manifest) names must not come out empty, even if every file in
+    # them was skipped.
+    fixed = {c.split for c in cands if c.split} | (set(disc.split_dirs) if not manifest else set())
     if manifest is not None:
         how = f"files and splits from {manifest}"
         val = test = 0.0
@@ -291,7 +297,7 @@ def _check_splits(
         if s in expected and not by_split.get(s):
             folder = disc.split_dirs.get(s)
             where = f"{folder} has no usable images" if folder else f"no usable {s} images"
-            fix = "add images" + (" or remove the folder" if folder else f" or set {s} to 0")
+            fix = "add images" + (" or remove the folder" if folder else f" or set {s}_fraction 0")
             summary = _skip_summary(skipped, str(folder or disc.root))
             raise DataError(f"the {s} split is empty: {where} ({summary}); {fix}")
     idx = {c: k for k, c in enumerate(classes)}
@@ -347,11 +353,10 @@ def _assemble(
     builder: PixelCacheBuilder | None,
     spec: PreprocessSpec,
     measure: bool,
-    augment: str,
     seed: int,
     disc: Discovery,
-    notes: list[str],
 ) -> FolderData:
+    """Datasets over the pixel store, in split order; transforms are set by the caller."""
     order = [(s, r) for s in SPLITS for r in by_split.get(s, [])]
     store = (
         builder.finish([(r.cand.path, r.size, r.mtime_ns) for _, r in order]) if builder else None
@@ -370,18 +375,16 @@ def _assemble(
     if measure:
         mean, std = measure_mean_std(sets["train"])
         spec = dataclasses.replace(spec, mean=mean, std=std)
-    for s, ds in sets.items():
-        ds.transform = build_transform(spec, augment, train=s == "train")
-    notes = notes + [_cache_note(store, decode[1]), _stats_note(spec, measure)]
     rows = [ManifestRow(s, r.cand.rel, r.cand.label, r.size, r.mtime_ns) for s, r in order]
     return FolderData(
         classes=classes, train=sets["train"], val=sets.get("val"), test=sets.get("test"),
         preprocess=spec, class_counts=counts, skipped=skipped, layout=disc.layout,
-        root=disc.root, manifest_rows=rows, notes=notes,
+        root=disc.root, manifest_rows=rows,
+        notes=[_cache_note(store, decode[1]), _stats_note(spec, measure)],
     )  # fmt: skip
 
 
-def _cache_note(store, short: int) -> str:
+def _cache_note(store: PixelStore | None, short: int) -> str:
     if store is None:
         return "pixel cache: off (every image is decoded at every access)"
     where = f" in {os.path.dirname(store.files[0])}" if store.files else ""

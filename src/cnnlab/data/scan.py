@@ -26,7 +26,7 @@ from PIL import Image
 from cnnlab import fsio
 from cnnlab.data import imaging
 
-SCAN_CACHE_VERSION = 1  # bump when a rule in imaging.decode changes what is accepted
+SCAN_CACHE_VERSION = 2  # bump when a rule in imaging.decode changes what is accepted
 
 
 class Skipped(NamedTuple):
@@ -50,12 +50,12 @@ class Record:
     cand: Candidate
     size: int
     mtime_ns: int
-    width: int  # after EXIF rotation
-    height: int
 
 
 class PixelSink(Protocol):
     """What the scan needs from a pixel-cache builder (cache.PixelCacheBuilder)."""
+
+    short: int  # the shorter side it stores: JPEGs may be decoded at a reduced scale for it
 
     def wants(self, path: Path, size: int, mtime_ns: int) -> bool: ...
 
@@ -174,20 +174,16 @@ def _check(
     size, mtime = st.st_size, st.st_mtime_ns
     want = pixels is not None and pixels.wants(c.path, size, mtime)
     if hit is not None and hit[0] == size and hit[1] == mtime and (hit[2] or not want):
-        reason, detail, w, h = hit[2:6]
+        reason, detail = hit[2:4]
         if reason:
             return Skipped(str(c.path), reason, detail), hit, None
-        return Record(c, size, mtime, w, h), hit, None
+        return Record(c, size, mtime), hit, None
     try:
-        im = imaging.decode(c.path, in_chans)
+        im = imaging.decode(c.path, in_chans, draft=pixels.short if want else None)
     except imaging.ImageError as e:
-        return (
-            Skipped(str(c.path), e.reason, e.detail),
-            [size, mtime, e.reason, e.detail, 0, 0],
-            None,
-        )
+        return Skipped(str(c.path), e.reason, e.detail), [size, mtime, e.reason, e.detail], None
     arr = pixels.prepare(im) if want else None
-    return Record(c, size, mtime, im.width, im.height), [size, mtime, "", "", *im.size], arr
+    return Record(c, size, mtime), [size, mtime, "", ""], arr
 
 
 def _parallel(fn: Callable, args: Iterable[tuple], threads: int) -> Iterator[tuple[int, Any]]:
