@@ -31,7 +31,9 @@ def main() -> None:
         status = json.loads((Path(runs) / "bench" / "run.json").read_text())
         rows = (Path(runs) / "bench" / "metrics.csv").read_text().splitlines()
     print()
-    print("| epochs | training (fit) s | end to end s | best val acc | test acc | img/s (last epoch) |")
+    print(
+        "| epochs | training (fit) s | end to end s | best val acc | test acc | img/s (last epoch) |"
+    )
     print("|---:|---:|---:|---:|---:|---:|")
     print(
         f"| {status['epochs_run']} | {status['wall_time_s']:.0f} | {total:.0f} | "

@@ -51,15 +51,20 @@ def main() -> None:
             status = json.loads((run / "run.json").read_text())
             lines = (run / "metrics.csv").read_text().splitlines()
             header = lines[0].split(",")
-            times = [float(dict(zip(header, r.split(","), strict=True))["epoch_time_s"]) for r in lines[1:]]
+            times = [
+                float(dict(zip(header, r.split(","), strict=True))["epoch_time_s"])
+                for r in lines[1:]
+            ]
             test = result.test
             rows.append(
                 f"| {name} | {RUNS[name]['model']} | {status['best_val_acc']:.4f} | "
                 f"{sum(times):.0f} | {times[0]:.1f} | {min(times[1:], default=float('nan')):.1f} | "
                 f"{test['loss']:.3f} | {test['predicted_class_histogram']} |"
             )
-    print("\n| run | model | best val acc | training s | epoch 1 s | fastest later epoch s "
-          "| val loss | val predictions per class (ants, bees) |")
+    print(
+        "\n| run | model | best val acc | training s | epoch 1 s | fastest later epoch s "
+        "| val loss | val predictions per class (ants, bees) |"
+    )
     print("|---|---|---:|---:|---:|---:|---:|---|")
     print("\n".join(rows))
 

@@ -339,7 +339,9 @@ def evaluate(
         split, dataset = "val", bundle.val
     device = "cuda" if _cuda() else "cpu"
     start = time.perf_counter()
-    logits, targets = predict_logits(model, dataset, batch_size=batch_size, device=device)
+    logits, targets = predict_logits(
+        model, dataset, batch_size=batch_size, device=device, batch_transform=bundle.batch_transform
+    )
     report = classification_report(logits, targets, bundle.classes)
     report.update(
         split=split, data=str(data) if data else bundle.source.get("path"),

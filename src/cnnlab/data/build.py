@@ -50,6 +50,7 @@ def build_data(
         on_bad_image=d.on_bad_image,
         manifest=manifest,
         log=log,
+        output="uint8",
     )
     return DataBundle(
         classes=folder.classes,
@@ -63,4 +64,5 @@ def build_data(
         class_weights=folder.class_weights(),
         sampler=folder.balanced_sampler,
         write_artifacts=folder.write_artifacts,
+        batch_transform=folder.batch_transform(),
     )

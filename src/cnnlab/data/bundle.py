@@ -29,6 +29,9 @@ class DataBundle:
     class_weights: list[float] | None = None  # inverse-frequency, for a weighted loss
     sampler: Callable[[int], Sampler] | None = None  # seed -> balanced sampler
     write_artifacts: Callable[[Path], None] = lambda run_dir: None
+    # Applied to each batch after it reaches the device (uint8 -> normalised float): workers
+    # then pass 4x smaller uint8 tensors and normalisation runs once per batch, not per image.
+    batch_transform: Callable[[Any], Any] | None = None
 
     @property
     def in_chans(self) -> int:

@@ -10,6 +10,7 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 import torchmetrics
+from torch import nn
 
 from cnnlab.config import OptimConfig
 from cnnlab.engine.feature_cache import FeatureCache
@@ -30,6 +31,7 @@ class ClassifierModule(L.LightningModule):
         seed: int,
         class_weights: list[float] | None = None,
         channels_last: bool = False,
+        batch_transform: nn.Module | None = None,
     ) -> None:
         super().__init__()
         self.model = model
@@ -38,6 +40,7 @@ class ClassifierModule(L.LightningModule):
         self.steps_per_epoch = steps_per_epoch
         self.seed = seed
         self.channels_last = channels_last
+        self.input_transform = batch_transform if batch_transform is not None else nn.Identity()
         if channels_last:  # weights and inputs in one memory format, or convs take a slow path
             self.model.to(memory_format=torch.channels_last)
         weight = None if class_weights is None else torch.tensor(class_weights, dtype=torch.float32)
@@ -57,6 +60,10 @@ class ClassifierModule(L.LightningModule):
         self._pred_hist = torch.zeros(n, dtype=torch.long)
         self._backbone_frozen = False
         self.feature_caches: dict[str, FeatureCache] = {}  # set by the trainer when usable
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        x, *rest = batch
+        return (self.input_transform(x), *rest)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model.forward_head(self._backbone(x))

@@ -151,6 +151,8 @@ def _quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*your dataloader is not resumable.*")
     # a frozen backbone is in eval mode on purpose (its BatchNorm statistics stay fixed)
     warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode.*")
+    # intended: the module normalises uint8 batches on the device, whatever the data module
+    warnings.filterwarnings("ignore", message=".*overridden `on_after_batch_transfer`.*")
     # torchmetrics already reduced these across ranks in compute()
     warnings.filterwarnings("ignore", message=".*when logging on epoch level in distributed.*")
 
@@ -185,7 +187,7 @@ def fit(
     module = ClassifierModule(
         model, cfg.optim, epochs=t.epochs, steps_per_epoch=steps_per_epoch, seed=t.seed,
         class_weights=bundle.class_weights if cfg.data.balance == "weights" else None,
-        channels_last=cfg.model.channels_last,
+        channels_last=cfg.model.channels_last, batch_transform=bundle.batch_transform,
     )  # fmt: skip
     if cfg.model.freeze_backbone:
         module.set_backbone_frozen(True)

@@ -17,6 +17,7 @@ def predict_logits(
     device: str = "cpu",
     workers: int = 0,
     channels_last: bool = True,
+    batch_transform: nn.Module | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(logits (N, C) float32, targets (N,)) over the dataset in order."""
     model = model.to(device).eval()
@@ -24,8 +25,9 @@ def predict_logits(
         model = model.to(memory_format=torch.channels_last)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers)
     logits, targets = [], []
+    transform = (batch_transform or nn.Identity()).to(device)
     for x, y in loader:
-        x = x.to(device)
+        x = transform(x.to(device))
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         logits.append(model(x).float().cpu())

@@ -174,7 +174,7 @@ def _register(lite: _Lite) -> None:
         ),
         default_dropout=lite.dropout,
         weights=_weights(lite),
-        published_params=lite.params,
+        published_params=lite.params / 1e6,  # the registry counts in millions
     )(builder)
 
 

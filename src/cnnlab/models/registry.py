@@ -33,7 +33,7 @@ class ModelInfo:
     description: str = ""
     default_dropout: float = 0.0
     weights: WeightsSpec | None = None
-    # (f"{n/1e6:.1f}M", note) published parameter counts at 224x224/1000 classes, for the docs.
+    # published parameter count in millions at the native size with 1000 classes
     published_params: float | None = None
     # Initialiser for --init paper; None when the paper states none we reproduce.
     paper_init: Callable[[nn.Module], None] | None = field(default=None, compare=False)
