@@ -22,8 +22,10 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     args = p.parse_args()
     overrides = {k: v for k, v in {"epochs": args.epochs, "threads": args.threads}.items() if v}
+    overrides.update(item.split("=", 1) for item in args.set)
     with tempfile.TemporaryDirectory() as runs:
         start = time.perf_counter()
         result = cnnlab.train(name="bench", runs_dir=runs, **overrides)

@@ -63,7 +63,7 @@ class ModelConfig:
 @dataclass
 class OptimConfig:
     optimizer: str = "sgd"
-    lr: float = 0.05
+    lr: float = 0.1  # with batch norm and one-cycle, SGD takes a high peak rate
     momentum: float = 0.9
     nesterov: bool = True
     weight_decay: float = 5e-4  # L2 penalty

@@ -50,7 +50,7 @@ def build_small_cnn(
     family="smallcnn",
     default_input=28,
     in_chans=1,
-    default_dropout=0.2,
+    default_dropout=0.1,
     description="cnnlab's default: 5 conv+BN layers, global average pooling (Fashion-MNIST)",
 )
 def smallcnn(**kw) -> CnnClassifier:
