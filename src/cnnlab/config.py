@@ -57,6 +57,9 @@ class ModelConfig:
     init: str = "default"  # default | paper | kaiming | xavier
     freeze_backbone: bool = False
     unfreeze_at: int | None = None  # epoch at which a frozen backbone starts training
+    # keep the backbone's BatchNorm in inference mode even while it trains (Keras' advice for
+    # fine-tuning: small batches would otherwise overwrite the pretrained statistics)
+    bn_eval: bool = False
     channels_last: bool = True  # faster convolutions on CPU and on tensor cores
 
 
@@ -292,6 +295,8 @@ def lint(cfg: Config) -> list[str]:
         notes.append(
             "freeze_backbone without pretrained weights trains only a head on random features"
         )
+    if m.bn_eval and not (m.pretrained or m.weights):
+        notes.append("bn_eval without pretrained weights keeps BatchNorm at its initial statistics")
     if m.unfreeze_at is not None and not m.freeze_backbone:
         notes.append("unfreeze_at has no effect without freeze_backbone")
     if m.unfreeze_at is not None and m.unfreeze_at >= t.epochs:

@@ -63,3 +63,10 @@ def test_unfreeze_trains_the_backbone(tmp_path):
     changed = _changed(before, after, "backbone.")
     assert any("running_mean" in k for k in changed) and any(k.endswith("weight") for k in changed)
     assert sum(calls) > 96  # no cache once the backbone trains
+
+
+def test_bn_eval_trains_weights_but_keeps_batchnorm_statistics(tmp_path):
+    before, after, _ = _run(tmp_path, bn_eval=True)
+    changed = _changed(before, after, "backbone.")
+    assert not any("running_" in k or "num_batches" in k for k in changed)
+    assert any(k.endswith("weight") for k in changed)

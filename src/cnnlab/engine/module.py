@@ -32,8 +32,10 @@ class ClassifierModule(L.LightningModule):
         class_weights: list[float] | None = None,
         channels_last: bool = False,
         batch_transform: nn.Module | None = None,
+        bn_eval: bool = False,
     ) -> None:
         super().__init__()
+        self.bn_eval = bn_eval
         self.model = model
         self.optim = optim
         self.epochs = epochs
@@ -60,6 +62,9 @@ class ClassifierModule(L.LightningModule):
         self._pred_hist = torch.zeros(n, dtype=torch.long)
         self._backbone_frozen = False
         self.feature_caches: dict[str, FeatureCache] = {}  # set by the trainer when usable
+        # Lightning restores each submodule's own mode after validation instead of calling
+        # train() again, so the BatchNorm modes must be right from the start
+        self.train(self.training)
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         x, *rest = batch
@@ -124,6 +129,10 @@ class ClassifierModule(L.LightningModule):
         super().train(mode)
         if getattr(self, "_backbone_frozen", False):
             self.model.backbone.eval()
+        elif getattr(self, "bn_eval", False):
+            for m in self.model.backbone.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                    m.eval()
         return self
 
     def validation_step(self, batch: tuple, batch_idx: int) -> None:

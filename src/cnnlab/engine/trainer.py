@@ -188,6 +188,7 @@ def fit(
         model, cfg.optim, epochs=t.epochs, steps_per_epoch=steps_per_epoch, seed=t.seed,
         class_weights=bundle.class_weights if cfg.data.balance == "weights" else None,
         channels_last=cfg.model.channels_last, batch_transform=bundle.batch_transform,
+        bn_eval=cfg.model.bn_eval,
     )  # fmt: skip
     if cfg.model.freeze_backbone:
         module.set_backbone_frozen(True)
