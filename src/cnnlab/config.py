@@ -206,17 +206,21 @@ def from_dict(d: dict[str, Any]) -> Config:
     return cfg
 
 
-def load_yaml(path: str | Path) -> Config:
+def read_yaml(path: str | Path, kind: str = "config file") -> Any:
+    """Parsed YAML, or a one-line ConfigError naming the file (and the line of a syntax error)."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ConfigError(f"config file {path} not found; check the path") from None
+        raise ConfigError(f"{kind} {path} not found; check the path") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"config file {path} is not valid YAML{where}; fix the syntax") from None
-    return from_dict(data)
+        raise ConfigError(f"{kind} {path} is not valid YAML{where}; fix the syntax") from None
+
+
+def load_yaml(path: str | Path) -> Config:
+    return from_dict(read_yaml(path) or {})
 
 
 def to_yaml(cfg: Config) -> str:

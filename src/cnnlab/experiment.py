@@ -158,14 +158,7 @@ def load_experiment(path: str | Path) -> Experiment:
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
-    try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"experiment file {path} not found; check the path") from None
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"experiment file {path} is not valid YAML{where}") from None
+    doc = C.read_yaml(path, "experiment file")
     if not isinstance(doc, dict):
         raise ConfigError(f"{path}: an experiment file is a mapping with keys {TOP_KEYS}")
     return doc

@@ -19,7 +19,6 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from cnnlab.data.bundle import DataBundle
-from cnnlab.data.splits import stratified_split
 from cnnlab.fsio import write_text
 from cnnlab.models.spec import PreprocessSpec
 
@@ -164,6 +163,27 @@ def build_fashion_mnist(
         ],
         write_artifacts=write_artifacts,
     )
+
+
+def stratified_split(
+    labels: np.ndarray, fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (keep, held_out): `fraction` of every class held out, rounded per class.
+
+    Each class is permuted with its own generator seeded by (seed, class), so adding a class
+    does not reshuffle the others; both index arrays come back sorted.
+    """
+    labels = np.asarray(labels)
+    keep, held = [], []
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        perm = np.random.default_rng([seed, int(c)]).permutation(idx)
+        n_held = int(round(len(idx) * fraction))
+        if fraction > 0:  # at least one held out, but never a class's last training image
+            n_held = min(max(n_held, 1), len(idx) - 1)
+        held.append(perm[:n_held])
+        keep.append(perm[n_held:])
+    return np.sort(np.concatenate(keep)), np.sort(np.concatenate(held))
 
 
 def _take(idx: np.ndarray, n: int, seed: int) -> np.ndarray:
