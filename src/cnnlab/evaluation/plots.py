@@ -32,6 +32,8 @@ def lr_drop_epochs(history: Sequence[dict[str, Any]]) -> list[int]:
 
 def plot_curves(history: Sequence[dict[str, Any]], path: Path, title: str = "") -> None:
     plt = _pyplot()
+    from matplotlib.ticker import MaxNLocator
+
     epochs = [h["epoch"] + 1 for h in history]
     fig, (ax_acc, ax_loss) = plt.subplots(1, 2, figsize=(11, 4))
     for ax, key, label in ((ax_acc, "acc", "accuracy"), (ax_loss, "loss", "loss")):
@@ -40,6 +42,7 @@ def plot_curves(history: Sequence[dict[str, Any]], path: Path, title: str = "") 
         for i, e in enumerate(lr_drop_epochs(history)):
             ax.axvline(e + 0.5, color="grey", ls="--", lw=1, label="lr drop" if i == 0 else None)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
         ax.legend()

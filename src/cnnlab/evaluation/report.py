@@ -30,7 +30,7 @@ def write_summary(
         f"- **status**: {status.get('status')} — {status.get('stop_reason', '')}",
         f"- **model**: {m['name']}{' (pretrained)' if m['pretrained'] else ''}, "
         f"{status.get('params', 0):,} parameters; {status.get('variant') or 'standard layout'}",
-        f"- **data**: {'; '.join(data_lines)}",
+        f"- **data**: {'; '.join(line.removeprefix('data: ') for line in data_lines[:1])}",
         f"- **recipe**: {o['optimizer']} lr {o['lr']} (schedule {o['schedule']}), weight decay "
         f"{o['weight_decay']}, batch {config['data']['batch_size']}, {t['epochs']} epochs max, "
         f"seed {t['seed']}",
