@@ -45,3 +45,24 @@ def test_grayscale_to_rgb_and_resize_follow_the_spec():
     spec = PreprocessSpec(input_size=(3, 32, 32), mean=(0.5,) * 3, std=(0.5,) * 3)
     x, y = ArrayImageDataset(images, np.array([1, 0]), spec)[0]
     assert tuple(x.shape) == (3, 32, 32) and y == 1
+
+
+def test_persistent_workers_see_each_new_epoch():
+    from torch.utils.data import DataLoader
+
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 255, (16, 28, 28), dtype=np.uint8)
+    spec = PreprocessSpec(input_size=(1, 28, 28), mean=(0.5,), std=(0.5,))
+
+    def batches(workers: int) -> list:
+        ds = ArrayImageDataset(images, np.zeros(16), spec, shift=2, seed=3)
+        loader = DataLoader(ds, batch_size=8, num_workers=workers, persistent_workers=workers > 0)
+        out = []
+        for epoch in range(2):
+            ds.set_epoch(epoch)
+            out += [x for x, _ in loader]
+        return out
+
+    main, workers = batches(0), batches(2)
+    assert all(np.array_equal(a, b) for a, b in zip(main, workers, strict=True))
+    assert not np.array_equal(main[0], main[2])  # epoch 1 differs from epoch 0

@@ -53,25 +53,34 @@ class ArrayImageDataset(Dataset):
             k = self.shift
             pad = ((0, 0), (k, k), (k, k))
             self._padded = np.pad(images, pad)  # (N, H+4, W+4), zero = background
-        self.set_epoch(0)
+        self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
+        self._drawn_for: int | None = None
 
     def set_epoch(self, epoch: int) -> None:
-        if not self.augment:
-            return
-        rng = np.random.default_rng([self.seed, epoch, 0x5EED])
-        n = len(self.images)
-        self._offsets = rng.integers(0, 2 * self.shift + 1, size=(n, 2))
-        self._flips = rng.random(n) < 0.5
+        # shared memory: persistent DataLoader workers see the new epoch too
+        self._epoch.fill_(epoch)
+
+    def _draws(self) -> tuple[np.ndarray, np.ndarray]:
+        """This epoch's shifts and flips for every sample, drawn once per epoch and process."""
+        epoch = int(self._epoch)
+        if self._drawn_for != epoch:
+            rng = np.random.default_rng([self.seed, epoch, 0x5EED])
+            n = len(self.images)
+            self._offsets = rng.integers(0, 2 * self.shift + 1, size=(n, 2))
+            self._flips = rng.random(n) < 0.5
+            self._drawn_for = epoch
+        return self._offsets, self._flips
 
     def __len__(self) -> int:
         return len(self.images)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         if self.augment:
-            dy, dx = self._offsets[i]
+            offsets, flips = self._draws()
+            dy, dx = offsets[i]
             h, w = self.images.shape[1:3]
             img = self._padded[i, dy : dy + h, dx : dx + w]
-            if self._flips[i]:
+            if flips[i]:
                 img = img[:, ::-1]
         else:
             img = self.images[i]

@@ -88,7 +88,8 @@ class BundleDataModule(L.LightningDataModule):
             num_workers=d.workers,
             # pinning only helps host-to-GPU copies
             pin_memory=torch.cuda.is_available() and self.cfg.train.device != "cpu",
-            persistent_workers=False,  # workers re-created per epoch see the dataset's epoch
+            # datasets keep their epoch in shared memory, so workers can live across epochs
+            persistent_workers=d.workers > 0,
             drop_last=False,
         )
 
