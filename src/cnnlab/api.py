@@ -21,7 +21,7 @@ from cnnlab.fsio import read_json, write_json, write_text
 
 Log = Callable[[str], None]
 ARTIFACTS = (
-    "metrics.csv", "signals.jsonl", "curves.png", "best.ckpt", "last.ckpt", "last.prev.ckpt",
+    "metrics.csv", "signals.jsonl", "curves.png", "val.json", "best.ckpt", "last.ckpt", "last.prev.ckpt",
     "model.safetensors", "model.json", "test.json", "confusion_matrix.png", "summary.md",
     "divergence.json", "skipped.csv", "split_manifest.csv", "split_manifest.json",
     "class_counts.json", "run.json", "config.yaml", "classes.json", "environment.json",
@@ -347,7 +347,7 @@ def evaluate(
         split=split, data=str(data) if data else bundle.source.get("path"),
         best_epoch=meta.get("epoch"), seconds=round(time.perf_counter() - start, 2),
     )  # fmt: skip
-    write_json(run_dir / f"{split if split != 'test' else 'test'}.json", report)
+    write_json(run_dir / f"{split}.json", report)
     plot_confusion(
         report["confusion_matrix"], bundle.classes, run_dir / "confusion_matrix.png",
         title=f"{run_dir.name}: {split} accuracy {report['accuracy']:.2%}",
