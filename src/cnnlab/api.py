@@ -210,7 +210,7 @@ def _fit_and_report(cfg, run_dir, bundle, model, build, accelerator, resume_from
     except DivergedError as e:
         write_json(run_dir / "divergence.json", {"message": str(e), "time": runs.now()})
         runs.write_status(run_dir, status="diverged", stop_reason=str(e))
-        _plots(run_dir, _history(run_dir), cfg.name)
+        _plots(run_dir, _history(run_dir), cfg)
         raise
     except (InterruptedRun, KeyboardInterrupt) as e:
         runs.write_status(run_dir, status="interrupted", stop_reason=str(e) or "interrupted")
@@ -235,7 +235,7 @@ def _fit_and_report(cfg, run_dir, bundle, model, build, accelerator, resume_from
         finished=runs.now(),
     )  # fmt: skip
     log(f"stopped: {result.stop_reason}")
-    _plots(run_dir, history, cfg.name)
+    _plots(run_dir, history, cfg)
     test = evaluate(run_dir, log=log, bundle=bundle)
     log(f"report: {run_dir / 'summary.md'}")
     return RunResult(run_dir, runs.read_status(run_dir), test)
@@ -252,11 +252,12 @@ def _history(run_dir: Path) -> list[dict[str, Any]]:
     return [{k: (int(v) if k == "epoch" else float(v)) for k, v in r.items()} for r in rows]
 
 
-def _plots(run_dir: Path, history: list[dict[str, Any]], title: str) -> None:
+def _plots(run_dir: Path, history: list[dict[str, Any]], cfg: C.Config) -> None:
     from cnnlab.evaluation.plots import plot_curves
 
     if history:
-        plot_curves(history, run_dir / "curves.png", title=title)
+        stepwise = cfg.optim.schedule in ("plateau", "step")
+        plot_curves(history, run_dir / "curves.png", title=cfg.name, mark_lr_drops=stepwise)
 
 
 def _resume(run: str | Path, *, runs_dir, log: Log, overrides: dict[str, Any]) -> RunResult:

@@ -30,7 +30,11 @@ def lr_drop_epochs(history: Sequence[dict[str, Any]]) -> list[int]:
     ]
 
 
-def plot_curves(history: Sequence[dict[str, Any]], path: Path, title: str = "") -> None:
+def plot_curves(
+    history: Sequence[dict[str, Any]], path: Path, title: str = "", mark_lr_drops: bool = True
+) -> None:
+    """Accuracy and loss, train vs validation; `mark_lr_drops` for schedules that drop in steps
+    (plateau, step), not for smooth decays (cosine, one-cycle) whose every epoch is lower."""
     plt = _pyplot()
     from matplotlib.ticker import MaxNLocator
 
@@ -39,7 +43,7 @@ def plot_curves(history: Sequence[dict[str, Any]], path: Path, title: str = "") 
     for ax, key, label in ((ax_acc, "acc", "accuracy"), (ax_loss, "loss", "loss")):
         ax.plot(epochs, [h[f"train_{key}"] for h in history], "o-", label=f"train {label}")
         ax.plot(epochs, [h[f"val_{key}"] for h in history], "s-", label=f"validation {label}")
-        for i, e in enumerate(lr_drop_epochs(history)):
+        for i, e in enumerate(lr_drop_epochs(history) if mark_lr_drops else []):
             ax.axvline(e + 0.5, color="grey", ls="--", lw=1, label="lr drop" if i == 0 else None)
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
