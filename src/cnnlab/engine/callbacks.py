@@ -126,7 +126,13 @@ class RunRecorder(Callback):
         )
         if trainer.is_global_zero:  # only rank 0 writes the run folder
             self.write()
-            self.say(self.epoch_line(row, trainer.max_epochs))
+            line = self.epoch_line(row, trainer.max_epochs)
+            bar = trainer.progress_bar_callback
+            # through the bar when there is one, so the line does not land inside it
+            if bar is not None and self.say is print:
+                bar.print(line)
+            else:
+                self.say(line)
 
     def _layer_grad_norms(self, pl_module: L.LightningModule) -> dict[str, float]:
         if self._grad_sq is None or self._steps == 0:

@@ -61,6 +61,7 @@ class ClassifierModule(L.LightningModule):
         # predicted-class histogram of the last validation: "predicts one class" shows here
         self._pred_hist = torch.zeros(n, dtype=torch.long)
         self._backbone_frozen = False
+        self._progress_bar = False  # set by the trainer when a progress bar is shown
         self.feature_caches: dict[str, FeatureCache] = {}  # set by the trainer when usable
         # Lightning restores each submodule's own mode after validation instead of calling
         # train() again, so the BatchNorm modes must be right from the start
@@ -110,6 +111,11 @@ class ClassifierModule(L.LightningModule):
             )
         self.train_loss.update(loss.detach(), weight=len(y))
         self.train_acc.update(logits.detach(), y)
+        if self._progress_bar:  # the batch's loss and accuracy, for the bar on a terminal
+            acc = (logits.detach().argmax(1) == y).float().mean()
+            self.log_dict(
+                {"loss": loss.detach(), "acc": acc}, prog_bar=True, on_step=True, on_epoch=False
+            )
         return loss
 
     @property

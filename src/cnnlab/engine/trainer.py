@@ -218,6 +218,7 @@ def fit(
     _quiet_lightning()
     if progress:
         callbacks.append(TQDMProgressBar(leave=False))
+        module._progress_bar = True
     trainer = L.Trainer(
         max_epochs=t.epochs,
         accelerator=accelerator,
