@@ -352,3 +352,21 @@ def test_parallel_runs_survive_a_diverging_one(fmnist, tmp_path, capsys):
     assert (runs_dir / "par" / "lr0.01-s0" / "planned_config.yaml").is_file()
     env = json.loads((runs_dir / "par" / "lr0.01-s0" / "environment.json").read_text())
     assert env["torch_threads"] == max(1, available_cpus() // 2)  # the cores shared out
+
+
+def test_runs_that_leave_a_varied_key_unset_still_get_a_table_cell(tmp_path):
+    from cnnlab.experiment.results import markdown_table, run_row
+
+    path = tmp_path / "e.yaml"
+    path.write_text(
+        "name: mixed\n"
+        "base: {train: {epochs: 1}}\n"
+        "runs:\n"
+        "  - {label: frozen, model.freeze_backbone: true, model.pretrained: true, model.name: efficientnet_lite0}\n"
+        "  - {label: scratch, model.name: smallcnn}\n"
+    )
+    exp = load_experiment(path)
+    rows = {s.label: run_row(s, tmp_path / s.name, exp.keys) for s in exp.runs}
+    assert rows["scratch"]["model.freeze_backbone"] is False
+    table = markdown_table(exp, {label: [row] for label, row in rows.items()})
+    assert "frozen" in table and "scratch" in table

@@ -64,7 +64,7 @@ def stop_kind(status: dict[str, Any]) -> str:
     return "early stop" if reason.startswith("early stop") else reason or "finished"
 
 
-def run_row(spec: RunSpec, run_dir: Path) -> dict[str, Any]:
+def run_row(spec: RunSpec, run_dir: Path, keys: list[str] | None = None) -> dict[str, Any]:
     status = _status(run_dir)
     history = _history(run_dir)
     test = val = None
@@ -84,7 +84,8 @@ def run_row(spec: RunSpec, run_dir: Path) -> dict[str, Any]:
     wall = round(sum(times), 1) if times else status.get("wall_time_s")
     epochs = status.get("epochs_run", len(history) if history else None)
     row: dict[str, Any] = {"name": spec.name}
-    for key in spec.settings:
+    # every varied key of the experiment, also those this run left at the base's value
+    for key in keys if keys is not None else spec.settings:
         section, leaf = key.split(".")
         row[key] = getattr(getattr(spec.config, section), leaf)
     row.update(
@@ -123,7 +124,7 @@ def _history(run_dir: Path) -> list[dict[str, float]]:
 
 def write_results(exp: Experiment, folder: Path) -> ExperimentResult:
     """results.csv (one row per run), results.md (seeds grouped) and results.png."""
-    rows = [run_row(spec, folder / spec.name) for spec in exp.runs]
+    rows = [run_row(spec, folder / spec.name, exp.keys) for spec in exp.runs]
     columns = ["name", *exp.keys, *[k for k in rows[0] if k not in exp.keys and k != "name"]]
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
