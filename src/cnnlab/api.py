@@ -210,7 +210,7 @@ def _fit_and_report(cfg, run_dir, bundle, model, build, accelerator, resume_from
     except DivergedError as e:
         write_json(run_dir / "divergence.json", {"message": str(e), "time": runs.now()})
         runs.write_status(run_dir, status="diverged", stop_reason=str(e))
-        _plots(run_dir, _history(run_dir), cfg)
+        _plots(run_dir, runs.read_history(run_dir), cfg)
         raise
     except (InterruptedRun, KeyboardInterrupt) as e:
         runs.write_status(run_dir, status="interrupted", stop_reason=str(e) or "interrupted")
@@ -221,7 +221,7 @@ def _fit_and_report(cfg, run_dir, bundle, model, build, accelerator, resume_from
     except BaseException as e:
         runs.write_status(run_dir, status="failed", error=f"{type(e).__name__}: {e}")
         raise
-    history = result.history or _history(run_dir)
+    history = result.history or runs.read_history(run_dir)
     # a resumed run's wall time is the sum over its sessions
     previous = runs.read_status(run_dir).get("wall_time_s", 0.0) if resume_from else 0.0
     best_val = max((h["val_acc"] for h in history), default=None)
@@ -239,17 +239,6 @@ def _fit_and_report(cfg, run_dir, bundle, model, build, accelerator, resume_from
     test = evaluate(run_dir, log=log, bundle=bundle)
     log(f"report: {run_dir / 'summary.md'}")
     return RunResult(run_dir, runs.read_status(run_dir), test)
-
-
-def _history(run_dir: Path) -> list[dict[str, Any]]:
-    import csv
-
-    path = run_dir / "metrics.csv"
-    if not path.exists():
-        return []
-    with open(path, encoding="utf-8") as fh:
-        rows = list(csv.DictReader(fh))
-    return [{k: (int(v) if k == "epoch" else float(v)) for k, v in r.items()} for r in rows]
 
 
 def _plots(run_dir: Path, history: list[dict[str, Any]], cfg: C.Config) -> None:
@@ -278,7 +267,7 @@ def _resume(run: str | Path, *, runs_dir, log: Log, overrides: dict[str, Any]) -
     C.validate(cfg)
     ckpt = resume_checkpoint(run_dir, log=log)
     status = runs.read_status(run_dir)
-    done = len(_history(run_dir))
+    done = len(runs.read_history(run_dir))
     if status.get("status") == "finished" and cfg.train.epochs <= done:
         raise RunError(
             f"run '{run_dir.name}' already finished {done} epochs; extend it with "
@@ -356,7 +345,7 @@ def evaluate(
     status = runs.read_status(run_dir)
     write_summary(
         run_dir, name=run_dir.name, config=cfg.to_dict(), status=status,
-        history=_history(run_dir), test=report, classes=bundle.classes, data_lines=bundle.summary,
+        history=runs.read_history(run_dir), test=report, classes=bundle.classes, data_lines=bundle.summary,
     )  # fmt: skip
     log(
         f"{split} accuracy {report['accuracy']:.4f} ({report['samples']:,} images), "

@@ -62,6 +62,18 @@ def write_status(run_dir: Path, **fields: Any) -> dict[str, Any]:
     return status
 
 
+def read_history(run_dir: Path) -> list[dict[str, Any]]:
+    """metrics.csv as rows of numbers (epoch as int); [] when the run has no readable history."""
+    import csv
+
+    try:
+        with open(Path(run_dir) / "metrics.csv", encoding="utf-8") as fh:
+            rows = list(csv.DictReader(fh))
+        return [{k: int(v) if k == "epoch" else float(v) for k, v in r.items() if v} for r in rows]
+    except (OSError, ValueError):
+        return []
+
+
 def now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
@@ -103,4 +115,6 @@ def _git_commit() -> str | None:
         )
     except (OSError, subprocess.TimeoutExpired):
         return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
+    if out.returncode != 0:
+        return None
+    return out.stdout.strip() or None

@@ -62,7 +62,6 @@ def build_data(
         source={"dataset": d.dataset, "path": str(d.path), "layout": folder.layout},
         summary=folder.summary_lines(),
         class_weights=folder.class_weights(),
-        sampler=folder.balanced_sampler,
         write_artifacts=folder.write_artifacts,
         batch_transform=folder.batch_transform(),
     )

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import Dataset
 
 from cnnlab.models.spec import PreprocessSpec
 
@@ -27,7 +27,6 @@ class DataBundle:
     source: dict[str, Any]  # what was loaded, for the report (name, path, layout)
     summary: list[str] = field(default_factory=list)  # lines for the console
     class_weights: list[float] | None = None  # inverse-frequency, for a weighted loss
-    sampler: Callable[[int], Sampler] | None = None  # seed -> balanced sampler
     write_artifacts: Callable[[Path], None] = lambda run_dir: None
     # Applied to each batch after it reaches the device (uint8 -> normalised float): workers
     # then pass 4x smaller uint8 tensors and normalisation runs once per batch, not per image.

@@ -12,6 +12,7 @@ from typing import Any
 
 from cnnlab.experiment.plan import PATH_KEYS, Experiment, RunSpec
 from cnnlab.fsio import read_json, write_text, write_with
+from cnnlab.runs import read_history
 
 
 @dataclass
@@ -66,7 +67,7 @@ def stop_kind(status: dict[str, Any]) -> str:
 
 def run_row(spec: RunSpec, run_dir: Path, keys: list[str] | None = None) -> dict[str, Any]:
     status = _status(run_dir)
-    history = _history(run_dir)
+    history = read_history(run_dir)
     test = val = None
     if status.get("status") == "finished":
         # data without a test split gets val.json instead: good for the diagnosis, but its
@@ -112,14 +113,6 @@ def _read_optional(path: Path) -> dict[str, Any] | None:
         return read_json(path)
     except (OSError, ValueError):
         return None
-
-
-def _history(run_dir: Path) -> list[dict[str, float]]:
-    try:
-        with open(run_dir / "metrics.csv", encoding="utf-8") as fh:
-            return [{k: float(v) for k, v in r.items() if v} for r in csv.DictReader(fh)]
-    except (OSError, ValueError):
-        return []
 
 
 def write_results(exp: Experiment, folder: Path) -> ExperimentResult:
@@ -241,7 +234,7 @@ def plot_results(exp: Experiment, folder: Path, groups: dict[str, list[dict[str,
     labels, means, stds = [], [], []
     colors = [f"C{i % 10}" for i in range(len(groups))]  # one colour per configuration, both panels
     for color, (label, rows) in zip(colors, groups.items(), strict=True):
-        curves = [[h["val_acc"] for h in _history(folder / r["name"])] for r in rows]
+        curves = [[h["val_acc"] for h in read_history(folder / r["name"])] for r in rows]
         curves = [c for c in curves if c]
         if curves:
             # seeds may stop at different epochs: average whichever seeds reached each epoch

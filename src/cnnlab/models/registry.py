@@ -17,7 +17,7 @@ from torch import nn
 
 from cnnlab.errors import ConfigError, unknown
 from cnnlab.models.base import CnnClassifier
-from cnnlab.models.spec import PreprocessSpec, WeightsSpec
+from cnnlab.models.spec import WeightsSpec
 
 INIT_SCHEMES = ("default", "paper", "kaiming", "xavier")
 
@@ -131,15 +131,6 @@ def create_model(
 
         load_weights_file(model, weights_file)
     return model
-
-
-def default_preprocess(info: ModelInfo, in_chans: int, input_size: int) -> PreprocessSpec:
-    """Preprocessing of a model trained from scratch, before data statistics are known."""
-    return PreprocessSpec(
-        input_size=(in_chans, input_size, input_size),
-        mean=(0.5,) * in_chans,
-        std=(0.5,) * in_chans,
-    )
 
 
 def _apply_init(model: nn.Module, scheme: str, info: ModelInfo) -> None:
