@@ -1,7 +1,6 @@
 import numpy as np
-import pytest
 
-from cnnlab.data.builtin import ArrayImageDataset, measure_mean_std, stratified_split
+from cnnlab.data.builtin import ArrayImageDataset, stratified_split
 from cnnlab.models.spec import PreprocessSpec
 
 
@@ -18,11 +17,6 @@ def test_stratified_split_keeps_class_proportions_and_is_deterministic():
 def test_every_class_keeps_a_training_image():
     keep, held = stratified_split(np.array([0, 0, 1]), 0.9, seed=0)
     assert set(np.array([0, 0, 1])[keep]) == {0, 1}
-
-
-def test_mean_std_exact():
-    images = np.array([[[0, 255]]], dtype=np.uint8)
-    assert measure_mean_std(images) == pytest.approx((0.5, 0.5))
 
 
 def test_augmentation_is_a_function_of_seed_epoch_and_index():

@@ -102,9 +102,9 @@ def test_on_bad_image_fail_lists_the_bad_files(make_tree, cache_dir):
     n_bad = sum(r in imaging.BAD_IMAGE_REASONS for r in BAD_FILES.values())
     assert msg.startswith(f"{n_bad} unusable image files in {root} (")
     assert "truncated 2" in msg and "bomb.png (bomb)" in msg and "on_bad_image=skip" in msg
-    clean = make_tree({"cat": 2}, root=root.parent / "clean")
+    clean = make_tree({"cat": 2, "dog": 2}, root=root.parent / "clean")
     data = build(clean, cache_dir, on_bad_image="fail", val_fraction=0.0)
-    assert len(data.train) == 2 and data.skipped == []
+    assert len(data.train) == 4 and data.skipped == []
 
 
 def test_empty_class_folder_is_an_error_naming_it(make_tree, cache_dir):
@@ -194,7 +194,6 @@ def test_augmentation_does_not_depend_on_the_worker_count(make_tree, cache_dir):
             batch_size=4,
             num_workers=workers,
             persistent_workers=workers > 0,  # set_epoch must reach workers that stay alive
-            worker_init_fn=imaging.worker_init_fn,
         )
         for epoch in (0, 1):
             data.train.set_epoch(epoch)
@@ -267,3 +266,17 @@ def test_uint8_output_plus_batch_transform_equals_float_output(make_tree, cache_
         assert torch.equal(u.batch_transform()(xu), xf)
     with pytest.raises(ConfigError, match="unknown output 'half'"):
         build(root, cache_dir, output="half")
+
+
+def test_a_single_class_is_an_error_not_a_perfect_score(make_tree, cache_dir):
+    root = make_tree({"ants": 6})
+    with pytest.raises(DataError, match="only one class \\('ants'\\).*at least two"):
+        build(root, cache_dir)
+
+
+def test_labels_that_differ_only_in_case_are_flagged(make_tree, cache_dir):
+    root = make_tree({"ants": 4, "ANTS": 4, "bees": 4})
+    data = build(root, cache_dir)
+    assert data.classes == ["ANTS", "ants", "bees"]  # still separate: the user decides
+    warnings = [line for line in data.summary_lines() if "differ only in case" in line]
+    assert len(warnings) == 1 and "'ANTS' and 'ants'" in warnings[0]

@@ -22,11 +22,17 @@ def reason_of(path: Path, in_chans: int = 3) -> str:
     return info.value.reason
 
 
-def test_pillow_policy_is_set_on_import():
-    assert ImageFile.LOAD_TRUNCATED_IMAGES is False
-    imaging.configure_pillow()
-    errors = [f for f in warnings.filters if f[2] is Image.DecompressionBombWarning]
-    assert errors and errors[0][0] == "error"
+def test_importing_changes_no_pillow_or_warnings_setting():
+    import subprocess
+    import sys
+
+    probe = (
+        "import warnings; from PIL import Image, ImageFile; "
+        "limit = Image.MAX_IMAGE_PIXELS; import cnnlab.data.imaging, cnnlab.data.folder; "
+        "assert not [f for f in warnings.filters if f[2] is Image.DecompressionBombWarning]; "
+        "assert Image.MAX_IMAGE_PIXELS == limit and ImageFile.LOAD_TRUNCATED_IMAGES is False"
+    )
+    subprocess.run([sys.executable, "-c", probe], check=True)
 
 
 @pytest.mark.parametrize(

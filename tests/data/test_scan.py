@@ -146,3 +146,20 @@ def test_walk_detects_a_directory_loop_without_recursing_forever(tmp_path):
     files, skipped = scan.walk(root)
     assert [f.relative_to(root).as_posix() for f in files] == ["alias/x.png", "b/x.png"]
     assert rel_reasons(skipped, root) == {"alias/back": "symlink_loop", "b/back": "symlink_loop"}
+
+
+def test_symlinks_back_into_the_data_never_relabel_images(tmp_path):
+    """`ln -s .. data/ants/up` would make bees/*.jpg train as ants: such links are skipped
+    and named; a link to photos outside the data folder is followed."""
+    data, outside = tmp_path / "data", tmp_path / "elsewhere"
+    write_image(data / "ants" / "a.png")
+    write_image(data / "bees" / "b.png")
+    write_image(outside / "c.png")
+    os.symlink("..", data / "ants" / "up")  # the data root itself
+    os.symlink("../bees/b.png", data / "ants" / "stolen.png")  # a sibling class's image
+    os.symlink(outside, data / "ants" / "more")  # outside the data folder: followed
+    files, skipped = scan.walk(data / "ants", data)
+    assert [f.relative_to(data).as_posix() for f in files] == ["ants/a.png", "ants/more/c.png"]
+    assert rel_reasons(skipped, data) == {
+        "ants/up": "symlink_into_data", "ants/stolen.png": "symlink_into_data",
+    }  # fmt: skip

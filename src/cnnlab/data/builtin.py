@@ -10,7 +10,6 @@ run, shifts cost more accuracy than they add (91.5% vs 92.5% test, benchmarks/RE
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -18,8 +17,10 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from cnnlab.data.bundle import DataBundle
-from cnnlab.fsio import write_text
+from cnnlab.data.bundle import DataBundle, write_class_counts
+from cnnlab.data.split import ManifestRow, read_manifest, split_counts, write_manifest
+from cnnlab.data.transforms import measure_mean_std
+from cnnlab.errors import DataError
 from cnnlab.models.spec import PreprocessSpec
 
 # pixels of random translation per preset: the border of Fashion-MNIST images is empty
@@ -99,18 +100,6 @@ class ArrayImageDataset(Dataset):
         return (x - self._mean) / self._std
 
 
-def measure_mean_std(images: np.ndarray) -> tuple[float, float]:
-    """Pixel mean and std in [0, 1] units, computed in float64 chunks to stay exact and small."""
-    total, total_sq, n = 0.0, 0.0, 0
-    for start in range(0, len(images), 10_000):
-        chunk = images[start : start + 10_000].astype(np.float64) / 255.0
-        total += chunk.sum()
-        total_sq += np.square(chunk).sum()
-        n += chunk.size
-    mean = total / n
-    return float(mean), float(np.sqrt(total_sq / n - mean * mean))
-
-
 def build_fashion_mnist(
     *,
     data_dir: str | None,
@@ -121,24 +110,29 @@ def build_fashion_mnist(
     val_fraction: float,
     seed: int,
     subset: int | None = None,
+    manifest: Path | None = None,
 ) -> DataBundle:
+    """Fashion-MNIST, split stratified by `seed`. With `manifest` (a run's split_manifest.csv)
+    the split is checked against the one the run was trained on."""
     from cnnlab.data.fashion_mnist import CLASSES, find_fashion_mnist, load_fashion_mnist
 
     folder = find_fashion_mnist(data_dir)
     images, labels = load_fashion_mnist("train", folder)
     test_images, test_labels = load_fashion_mnist("test", folder)
     train_idx, val_idx = stratified_split(labels, val_fraction, seed)
+    test_idx = np.arange(len(test_labels))
     if subset is not None:
         train_idx = _take(train_idx, subset, seed)
         val_idx = _take(val_idx, subset, seed + 1)
-        keep = _take(np.arange(len(test_labels)), subset, seed + 2)
-        test_images, test_labels = test_images[keep], test_labels[keep]
+        test_idx = _take(test_idx, subset, seed + 2)
+    rows = _manifest_rows(train_idx, val_idx, labels, test_idx, test_labels)
+    test_images, test_labels = test_images[test_idx], test_labels[test_idx]
+    if manifest is not None:
+        _check_manifest(rows, Path(manifest))
     if preprocess is None:  # from scratch: normalise with the training split's own statistics
-        mean, std = measure_mean_std(images[train_idx])
+        mean, std = measure_mean_std(images[train_idx][..., None])  # (N, H, W, 1)
         preprocess = PreprocessSpec(
-            input_size=(in_chans, image_size, image_size),
-            mean=(round(mean, 4),) * in_chans,
-            std=(round(std, 4),) * in_chans,
+            input_size=(in_chans, image_size, image_size), mean=mean * in_chans, std=std * in_chans
         )
 
     def split(x: np.ndarray, y: np.ndarray, shift: int | None) -> ArrayImageDataset:
@@ -150,13 +144,12 @@ def build_fashion_mnist(
         "val": np.bincount(labels[val_idx], minlength=n).tolist(),
         "test": np.bincount(test_labels, minlength=n).tolist(),
     }
-    split_info = {"train": train_idx.tolist(), "val": val_idx.tolist()}
 
     def write_artifacts(run_dir: Path) -> None:
-        write_text(Path(run_dir) / "class_counts.json", json.dumps(counts, indent=2) + "\n")
-        # The split is a pure function of (labels, val_fraction, seed); the indices are saved
-        # anyway so that evaluate/resume can verify them.
-        write_text(Path(run_dir) / "split_manifest.json", json.dumps(split_info) + "\n")
+        write_class_counts(run_dir, list(CLASSES), counts)
+        # The split is a pure function of (labels, val_fraction, seed, subset); it is saved in
+        # the same format as an image folder's, and resume/evaluate check it (_check_manifest).
+        write_manifest(Path(run_dir) / "split_manifest.csv", rows)
 
     return DataBundle(
         classes=list(CLASSES),
@@ -177,7 +170,8 @@ def build_fashion_mnist(
 def stratified_split(
     labels: np.ndarray, fraction: float, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Indices (keep, held_out): `fraction` of every class held out, rounded per class.
+    """Indices (keep, held_out): `fraction` of every class held out, rounded per class by the
+    one rule image folders use too (`split.split_counts`).
 
     Each class is permuted with its own generator seeded by (seed, class), so adding a class
     does not reshuffle the others; both index arrays come back sorted.
@@ -187,12 +181,36 @@ def stratified_split(
     for c in np.unique(labels):
         idx = np.flatnonzero(labels == c)
         perm = np.random.default_rng([seed, int(c)]).permutation(idx)
-        n_held = int(round(len(idx) * fraction))
-        if fraction > 0:  # at least one held out, but never a class's last training image
-            n_held = min(max(n_held, 1), len(idx) - 1)
+        n_held = split_counts(len(idx), fraction, 0.0)[1]
         held.append(perm[:n_held])
         keep.append(perm[n_held:])
     return np.sort(np.concatenate(keep)), np.sort(np.concatenate(held))
+
+
+def _manifest_rows(
+    train_idx: np.ndarray,
+    val_idx: np.ndarray,
+    labels: np.ndarray,
+    test_idx: np.ndarray,
+    test_labels: np.ndarray,
+) -> list[ManifestRow]:
+    """One row per image: `train-images#12345` names image 12345 of the IDX training file."""
+    from cnnlab.data.fashion_mnist import CLASSES
+
+    rows = [ManifestRow(split, f"train-images#{i}", CLASSES[labels[i]], 0, 0)
+            for split, idx in (("train", train_idx), ("val", val_idx)) for i in idx]  # fmt: skip
+    rows += [ManifestRow("test", f"t10k-images#{i}", CLASSES[test_labels[i]], 0, 0)
+             for i in test_idx]  # fmt: skip
+    return rows
+
+
+def _check_manifest(rows: list[ManifestRow], manifest: Path) -> None:
+    saved = read_manifest(manifest)
+    if [(r.split, r.path) for r in saved] != [(r.split, r.path) for r in rows]:
+        raise DataError(
+            f"the Fashion-MNIST split differs from the run's {manifest} (other files, "
+            f"val_fraction, seed or subset); use the run's own settings"
+        )
 
 
 def _take(idx: np.ndarray, n: int, seed: int) -> np.ndarray:

@@ -19,7 +19,9 @@ from cnnlab.models.spec import PreprocessSpec
 @dataclass
 class DataBundle:
     classes: list[str]
-    train: Dataset  # items: (x float32 (C,H,W) normalised, y int); has set_epoch(epoch)
+    # items: (x (C,H,W), y int); x is uint8 for image folders (normalised on the device by
+    # batch_transform) and float32 normalised for Fashion-MNIST; may have set_epoch(epoch)
+    train: Dataset
     val: Dataset
     test: Dataset | None
     preprocess: PreprocessSpec  # the evaluation preprocessing, saved with the weights
@@ -32,9 +34,21 @@ class DataBundle:
     # then pass 4x smaller uint8 tensors and normalisation runs once per batch, not per image.
     batch_transform: Callable[[Any], Any] | None = None
 
-    @property
-    def in_chans(self) -> int:
-        return self.preprocess.input_size[0]
+
+def write_class_counts(run_dir: Path, classes: list[str], counts: dict[str, list[int]]) -> None:
+    """class_counts.json, the same for every data source: images per class and split."""
+    from cnnlab.fsio import write_json
+
+    totals = {s: sum(c) for s, c in counts.items()}
+    write_json(Path(run_dir) / "class_counts.json",
+               {"classes": list(classes), "counts": counts, "totals": totals})  # fmt: skip
+
+
+def inverse_frequency(counts: list[int]) -> list[float]:
+    """Class weights for a weighted loss: total / (classes x count), so the average sample
+    weight is 1; a class without images gets 0."""
+    total, k = sum(counts), len(counts)
+    return [total / (k * n) if n else 0.0 for n in counts]
 
 
 def set_epoch(dataset: Any, epoch: int) -> None:

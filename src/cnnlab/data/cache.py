@@ -361,8 +361,9 @@ class ImageDataset(Dataset):
             return imaging.prepare(self.paths[i], *self.decode)
         except imaging.ImageError as e:  # it passed the scan, so it changed on disk since
             raise DataError(
-                f"{self.paths[i]} changed after the data was checked ({e.reason}: {e.detail}); "
-                "re-run to check the folder again"
+                f"{self.paths[i]} changed or vanished after the data was checked ({e.reason}: "
+                f"{e.detail}); the last checkpoint is kept: continue without such files with "
+                f"`cnnlab train --resume RUN --allow-changed-data`"
             ) from e
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:

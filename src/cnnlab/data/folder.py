@@ -30,6 +30,7 @@ import torch
 
 from cnnlab import fsio
 from cnnlab.data import imaging
+from cnnlab.data.bundle import inverse_frequency, write_class_counts
 from cnnlab.data.cache import (
     DEFAULT_BUDGET,
     MODES,
@@ -102,9 +103,7 @@ class FolderData:
 
     def class_weights(self) -> list[float]:
         """Inverse class frequency on train, normalised so the average sample weight is 1."""
-        counts = self.class_counts["train"]
-        total, k = sum(counts), len(counts)
-        return [total / (k * n) for n in counts]
+        return inverse_frequency(self.class_counts["train"])
 
     def balanced_sampler(self, seed: int = 0) -> BalancedSampler:
         return BalancedSampler(self.train.targets, seed)
@@ -122,9 +121,7 @@ class FolderData:
             w.writerow(("path", "reason", "detail"))
             w.writerows(sorted(self.skipped))
         write_manifest(run_dir / "split_manifest.csv", self.manifest_rows)
-        counts = {"classes": self.classes, "counts": self.class_counts}
-        counts["totals"] = {s: sum(c) for s, c in self.class_counts.items()}
-        fsio.write_json(run_dir / "class_counts.json", counts)
+        write_class_counts(run_dir, self.classes, self.class_counts)
 
 
 def _count_lines(classes: list[str], counts: dict[str, list[int]]) -> list[str]:
@@ -201,7 +198,13 @@ def build_folder_data(
     counts = _check_splits(by_split, expected, classes, disc, skipped)
     measure = preprocess is None
     data = _assemble(by_split, classes, counts, skipped, builder, spec, measure, seed, disc)
-    data.notes = [how, *notes, *_missing_class_notes(classes, counts), *data.notes]
+    data.notes = [
+        how,
+        *notes,
+        *_missing_class_notes(classes, counts),
+        *_case_notes(classes),
+        *data.notes,
+    ]
     data.output = output
     for split, ds in (("train", data.train), ("val", data.val), ("test", data.test)):
         if ds is not None:
@@ -308,7 +311,26 @@ def _check_splits(
     empty = [c for c, n in zip(classes, counts["train"], strict=True) if n == 0]
     if empty:
         raise DataError(_no_training_images(empty, disc, skipped))
+    if len(classes) < 2:
+        where = "labels in the CSV" if disc.layout == "csv" else f"class folders in {disc.root}"
+        raise DataError(
+            f"only one class ({classes[0]!r}) among the {where}: a classifier needs at least two "
+            f"(it would reach accuracy 1.0 by always answering {classes[0]!r}); add the others"
+        )
     return counts
+
+
+def _case_notes(classes: list[str]) -> list[str]:
+    """Labels that differ only in case are different classes, which is rarely meant."""
+    by_folded: dict[str, list[str]] = {}
+    for c in classes:
+        by_folded.setdefault(c.casefold(), []).append(c)
+    return [
+        f"warning: classes {' and '.join(repr(n) for n in names)} differ only in case and are "
+        f"trained as {len(names)} classes; rename the folders (or labels) alike to merge them"
+        for names in by_folded.values()
+        if len(names) > 1
+    ]
 
 
 def _no_training_images(empty: list[str], disc: Discovery, skipped: list[Skipped]) -> str:

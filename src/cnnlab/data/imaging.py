@@ -1,7 +1,10 @@
-"""One image file -> uint8 pixels, and every Pillow setting cnnlab relies on, in one place.
+"""One image file -> uint8 pixels, with cnnlab's policy for bad files in one place.
 
-`decode` is the only function that opens user images: the scan (full decode, up front), the pixel
-cache fill, a dataset without cache and `predict` all go through it, so they agree pixel for pixel.
+`decode` is how training data and `predict` open user images: the scan (full decode, up front),
+the pixel cache fill, a dataset without cache and `predict` all go through it, so they agree pixel
+for pixel (`cnnlab conv` opens a picture of its own). Nothing here changes Pillow's global
+settings: the decompression-bomb limit is checked explicitly, before any pixel is decoded, and a
+truncated file fails the full decode (Pillow's default LOAD_TRUNCATED_IMAGES=False).
 
 Reason codes: why a file was skipped (skipped.csv, console summary). A file is never modified.
 
@@ -10,6 +13,9 @@ Reason codes: why a file was skipped (skipped.csv, console summary). A file is n
     not_image           extension is not an image extension (notes.txt, labels.json)
     outside_layout      a file where the layout expects a folder (PATH/x.jpg beside class folders)
     symlink_loop        a symlink that points to itself or to one of its parent folders
+    symlink_into_data   a symlink into the data folder from elsewhere in it (another class's
+                        images would be counted again, under this class); links that lead
+                        outside the data folder are followed
     missing             listed in a CSV or split manifest, not on disk
     duplicate           listed twice in a CSV
   found while reading (this module):
@@ -27,14 +33,14 @@ Reason codes: why a file was skipped (skipped.csv, console summary). A file is n
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import stat
-import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageFile, ImageOps
+from PIL import Image, ImageOps
 from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
@@ -60,6 +66,7 @@ REASONS = {
     "not_image": "not an image extension",
     "outside_layout": "not inside a class folder",
     "symlink_loop": "symlink loop",
+    "symlink_into_data": "symlink back into the data folder (would mislabel its images)",
     "missing": "listed but not on disk",
     "duplicate": "listed twice",
     "unreadable": "cannot be read",
@@ -74,7 +81,9 @@ REASONS = {
 }
 # Reasons that mean "a broken image", as opposed to a file that is simply not part of the data:
 # `on_bad_image="fail"` raises only for these.
-BAD_IMAGE_REASONS = frozenset(REASONS) - {"hidden", "not_image", "outside_layout"}
+BAD_IMAGE_REASONS = frozenset(REASONS) - {
+    "hidden", "not_image", "outside_layout", "symlink_into_data",
+}  # fmt: skip
 
 _INTERPOLATION = {
     "nearest": Image.Resampling.NEAREST,
@@ -102,23 +111,6 @@ class ImageError(Exception):
         self.detail = detail
 
 
-def configure_pillow() -> None:
-    """Process-wide Pillow policy; idempotent. Also call it in DataLoader workers (spawn)."""
-    ImageFile.LOAD_TRUNCATED_IMAGES = False  # True would silently fill the missing part with gray
-    for action, _, category, _, _ in warnings.filters:
-        if action == "error" and category is Image.DecompressionBombWarning:
-            return
-    warnings.filterwarnings("error", category=Image.DecompressionBombWarning)
-
-
-def worker_init_fn(worker_id: int) -> None:
-    """DataLoader `worker_init_fn` that applies the Pillow policy in each worker."""
-    configure_pillow()
-
-
-configure_pillow()
-
-
 def is_hidden(name: str) -> bool:
     return name.startswith(".") or name in HIDDEN_NAMES
 
@@ -136,7 +128,7 @@ def check_file(path: Path) -> os.stat_result:
     try:
         st = os.stat(path)
     except OSError as e:
-        if e.errno == 40:  # ELOOP
+        if e.errno == errno.ELOOP:
             raise ImageError("symlink_loop", "symlink points back to itself") from e
         if os.path.islink(path):
             raise ImageError("unreadable", f"broken symlink to {os.readlink(path)}") from e

@@ -64,17 +64,41 @@ class PixelSink(Protocol):
     def put(self, path: Path, size: int, mtime_ns: int, arr: np.ndarray) -> None: ...
 
 
-def walk(folder: Path) -> tuple[list[Path], list[Skipped]]:
-    """Image files under `folder` (recursive, sorted), and what was passed over and why."""
+def walk(folder: Path, root: Path | None = None) -> tuple[list[Path], list[Skipped]]:
+    """Image files under `folder` (recursive, sorted), and what was passed over and why.
+
+    `root` is the data folder `folder` belongs to: a symlink that leads back into it from
+    elsewhere (a class folder linking to a sibling class, or to the root itself) would count
+    the same images again under this folder's label, so it is skipped; links that lead outside
+    the data folder are followed."""
     files: list[Path] = []
     skipped: list[Skipped] = []
     st = os.stat(folder)
-    _walk(folder, {(st.st_dev, st.st_ino)}, files, skipped)
+    fence = _Fence(os.path.realpath(root or folder), os.path.realpath(folder))
+    _walk(folder, {(st.st_dev, st.st_ino)}, files, skipped, fence)
     files.sort()
     return files, skipped
 
 
-def _walk(folder: Path, ancestors: set, files: list[Path], skipped: list[Skipped]) -> None:
+class _Fence:
+    """Where a symlink may lead: outside the data root, or inside this class folder."""
+
+    def __init__(self, root: str, own: str) -> None:
+        self.root, self.own = root, own
+
+    def crosses(self, path: Path) -> bool:
+        real = os.path.realpath(path)
+        inside_root = _within(real, self.root) or _within(self.root, real)  # incl. ancestors
+        return inside_root and not _within(real, self.own)
+
+
+def _within(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def _walk(
+    folder: Path, ancestors: set, files: list[Path], skipped: list[Skipped], fence: _Fence
+) -> None:
     try:
         entries = sorted(os.scandir(folder), key=lambda e: e.name)
     except OSError as e:
@@ -88,7 +112,7 @@ def _walk(folder: Path, ancestors: set, files: list[Path], skipped: list[Skipped
         ext_reason = imaging.extension_reason(entry.name)
         try:
             st = os.stat(path)  # follows symlinks
-        except OSError as e:
+        except OSError as e:  # ELOOP: a symlink to itself
             if e.errno == errno.ELOOP:
                 skipped.append(Skipped(str(path), "symlink_loop", "symlink points to itself"))
             elif ext_reason is None:  # broken symlink: check_file words it precisely later
@@ -96,13 +120,17 @@ def _walk(folder: Path, ancestors: set, files: list[Path], skipped: list[Skipped
             else:
                 skipped.append(Skipped(str(path), ext_reason, "broken symlink"))
             continue
+        if entry.is_symlink() and fence.crosses(path):
+            where = os.path.realpath(path)
+            skipped.append(Skipped(str(path), "symlink_into_data", f"links to {where}"))
+            continue
         if os.path.isdir(path):
             ident = (st.st_dev, st.st_ino)
             if ident in ancestors:  # a symlink back to a parent: following it never ends
                 target = os.readlink(path) if entry.is_symlink() else "a parent folder"
                 skipped.append(Skipped(str(path), "symlink_loop", f"links back to {target}"))
                 continue
-            _walk(path, ancestors | {ident}, files, skipped)
+            _walk(path, ancestors | {ident}, files, skipped, fence)
         elif ext_reason is not None:
             ext = os.path.splitext(entry.name)[1] or "no extension"
             skipped.append(Skipped(str(path), ext_reason, f"extension {ext}"))

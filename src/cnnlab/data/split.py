@@ -125,7 +125,7 @@ def _top_level(folder: Path, outside: str) -> tuple[dict[str, Path], list[Skippe
 def _add_classes(d: Discovery, split: str, class_dirs: dict[str, Path]) -> None:
     d.class_dirs[split] = class_dirs
     for label, folder in class_dirs.items():
-        files, skips = walk(folder)
+        files, skips = walk(folder, d.root)
         d.skipped += skips
         d.cands += [
             Candidate(f, f.relative_to(d.root).as_posix(), label, split or None) for f in files
@@ -319,8 +319,8 @@ def from_manifest(
     if gone and not allow_changed:
         raise DataError(
             f"{len(gone)} files of the split manifest {manifest} are missing from {disc.root} "
-            f"(e.g. {diff.missing[0]}); restore them, or allow a changed data folder to use "
-            f"the {len(rows) - len(gone)} that remain"
+            f"(e.g. {diff.missing[0]}); restore them, or continue with the "
+            f"{len(rows) - len(gone)} that remain: `cnnlab train --resume RUN --allow-changed-data`"
         )
     cands = [
         Candidate(resolve(disc.root, r.path), r.path, r.label, r.split)
