@@ -11,7 +11,7 @@ from PIL import Image
 
 import cnnlab.models.efficientnet_lite as lite_mod  # registers efficientnet_lite0/1/2
 from cnnlab.errors import CheckpointError
-from cnnlab.models.registry import create_model, get_model_info
+from cnnlab.models import create_model, get_model_info
 from cnnlab.models.spec import PreprocessSpec
 from cnnlab.models.weights_io import map_state_by_order, safe_torch_load
 

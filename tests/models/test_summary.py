@@ -10,7 +10,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from cnnlab.arithmetic import conv_flops
-from cnnlab.models.registry import create_model
+from cnnlab.models import create_model
 from cnnlab.models.summary import ModelSummary, count_flops, layer_formulas, summarize
 
 

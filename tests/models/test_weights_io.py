@@ -14,8 +14,8 @@ import torch
 from torch import nn
 
 from cnnlab.errors import CheckpointError, UnsafeCheckpointError
+from cnnlab.models import create_model
 from cnnlab.models.base import CnnClassifier
-from cnnlab.models.registry import create_model
 from cnnlab.models.weights_io import (
     load_safetensors_checked,
     load_weights_file,

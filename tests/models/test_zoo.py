@@ -12,9 +12,9 @@ import torch
 from torch import nn
 
 from cnnlab.errors import ConfigError
+from cnnlab.models import create_model, get_model_info, list_models
 from cnnlab.models.backbones import inception_final_side
 from cnnlab.models.base import CnnClassifier
-from cnnlab.models.registry import create_model, get_model_info, list_models
 
 MODELS = list_models()
 OURS = {"alexnet", "vgg", "resnet", "inception", "mobilenet", "senet"}  # families in this issue

@@ -1,6 +1,6 @@
 """torchvision and timm CNNs cut into cnnlab's shape: `backbone` (image → (N, F)) + `head`.
 
-    from cnnlab.models.registry import create_model
+    from cnnlab.models import create_model
     create_model("resnet50", num_classes=10, input_size=32).variant
     # 'CIFAR-style stem: conv1 3×3 stride 1 and no max-pool instead of 7×7 stride 2 + ...'
 

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from cnnlab.errors import ConfigError
-from cnnlab.models.registry import ModelInfo, create_model, get_model_info, list_models
+from cnnlab.models import ModelInfo, create_model, get_model_info, list_models
 from cnnlab.models.summary import count_flops
 
 COLUMNS = {  # row key -> Markdown header

@@ -1,6 +1,6 @@
 """AlexNet and VGG as their papers define them: architectures as data plus one builder each.
 
-    from cnnlab.models.registry import create_model
+    from cnnlab.models import create_model
     create_model("alexnet_paper", num_classes=1000, input_size=227)  # 62,378,344 params
     create_model("vgg16", num_classes=10, input_size=32).variant
     # 'fc6 takes 512·1·1 = 512 inputs instead of 25,088 (the map is 1×1 at 32 px)'

@@ -13,7 +13,7 @@ checked (`weights_io.map_state_by_order`), which does not care how the wrapper r
 
 `WeightsSpec.sha256` holds that 8-hex prefix here: the publishers state no more.
 
-    registry.attach_weights(HUB_WEIGHTS)  # in models/zoo.py
+    registry.attach_weights(HUB_WEIGHTS)  # in cnnlab/models/__init__.py
 """
 
 from __future__ import annotations
@@ -206,6 +206,7 @@ def hub_weights_spec(
         sha256=f.hash_prefix,
         available=lambda: cached_file(f) is not None,
         load=functools.partial(load_hub_weights, f),
+        fetch=functools.partial(fetch, f),
         where=f"{checkpoint_dir() / f.filename} (download: {f.url})",
         categories=categories,
     )

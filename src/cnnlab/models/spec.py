@@ -64,6 +64,9 @@ class WeightsSpec:
     load: Callable[[Any], None] | None = field(default=None, compare=False, repr=False)
     # Where to put the file when it is missing (used in the error message).
     where: str = ""
+    # Makes the weights available now (a download) or raises a CheckpointError saying how;
+    # None when they cannot be fetched (an uninstalled package).
+    fetch: Callable[[], Any] | None = field(default=None, compare=False, repr=False)
     categories: tuple[str, ...] = ()
 
     def meta(self) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """Keras-style model summary: one row per layer with output shape, parameters, FLOPs, and the
 conv arithmetic that produced the numbers.
 
-    from cnnlab.models.registry import create_model
+    from cnnlab.models import create_model
     from cnnlab.models.summary import summarize
     print(summarize(create_model("smallcnn", num_classes=10), (1, 28, 28)).to_text())
 
@@ -306,6 +306,10 @@ def summarize(
     params = list(model.parameters())
     trainable = sum(p.numel() for p in params if p.requires_grad)
     notes = []
+    if getattr(model, "variant", ""):  # how this build differs from the paper's, e.g. at 32 px
+        notes.append(f"Variant: {model.variant}")
+    if isinstance(getattr(model, "num_classes", None), int):
+        notes.append(f"Classes: {model.num_classes} (the head's outputs; --classes changes them)")
     if (rest := trainable - sum(r.params for r in rows)) > 0:
         notes.append(f"Parameters outside the listed rows (unused or parent-owned): {rest:,}")
     if (rest := flops - sum(r.flops for r in rows)) > 0:
