@@ -40,13 +40,15 @@ def test_bad_keys_and_types_name_the_problem(key, value, message):
 @pytest.mark.parametrize(
     ("key", "value", "message"),
     [
-        ("optim.lr", 0, "learning rate must be > 0"),
-        ("optim.lr", -1, "learning rate must be > 0"),
+        ("optim.lr", 0, "learning rate must be a number > 0"),
+        ("optim.lr", -1, "learning rate must be a number > 0"),
+        ("optim.lr", "inf", "learning rate must be a number > 0, got inf"),
+        ("optim.lr", "nan", "learning rate must be a number > 0, got nan"),
+        ("optim.weight_decay", "inf", "weight decay must be a number >= 0"),
         ("data.batch_size", 0, "batch size must be at least 1"),
+        ("data.channels", 2, "channels must be 1 or 3"),
         ("train.epochs", 0, "epochs must be at least 1"),
         ("model.dropout", 1.0, "dropout"),
-        ("optim.optimizer", "rmsprop", "unknown value for optim.optimizer 'rmsprop'"),
-        ("optim.schedule", "cosin", "did you mean: cosine"),
         ("data.val_fraction", 1.0, "val fraction"),
     ],
 )
@@ -55,6 +57,26 @@ def test_validate_rejects_bad_values(key, value, message):
     cfg.set(key, value)
     with pytest.raises(ConfigError, match=message):
         C.validate(cfg)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("optim.optimizer", "rmsprop", "unknown value for optim.optimizer 'rmsprop'"),
+        ("optim.schedule", "cosin", "did you mean: cosine"),
+        ("data.on_bad_image", "ignore", "choose one of: fail, skip"),
+        ("train.monitor", "val_f1", "choose one of: val_acc, val_loss"),
+    ],
+)
+def test_fields_with_fixed_values_are_checked_when_set(key, value, message):
+    # one place checks them (the Literal type), whether they come from YAML, CLI or API
+    with pytest.raises(ConfigError, match=message):
+        C.Config().set(key, value)
+
+
+def test_a_config_path_that_is_a_folder_is_a_clear_error(tmp_path):
+    with pytest.raises(ConfigError, match="is a folder; pass a YAML file"):
+        C.load_yaml(tmp_path)
 
 
 def test_yaml_round_trip(tmp_path):
@@ -80,10 +102,15 @@ def test_yaml_unknown_section_and_bad_syntax(tmp_path):
 def test_lint_reports_contradictions():
     cfg = C.Config()
     cfg.set("train.epochs", 3)
+    cfg.set("train.patience", 4)
     cfg.set("model.freeze_backbone", True)
     cfg.set("model.unfreeze_at", 5)
     notes = " | ".join(C.lint(cfg))
-    assert "patience (5) >= epochs (3)" in notes
+    assert "patience (4) >= epochs (3)" in notes
     assert "freeze_backbone without pretrained" in notes
     assert "unfreeze_at (5) >= epochs (3)" in notes
     assert C.lint(C.Config()) == []
+    # a short run with the default patience is no mistake of the user's: no warning
+    short = C.Config()
+    short.set("train.epochs", 2)
+    assert C.lint(short) == []

@@ -208,12 +208,12 @@ class FakeTrain:
         runs.write_status(run_dir, status="running", name=name, params=1234)
         if name in self.fail:
             raise self.fail[name]
-        (run_dir / "metrics.csv").write_text("epoch,val_acc,epoch_time_s\n0,0.5,1.0\n1,0.75,1.0\n")
+        (run_dir / "metrics.csv").write_text("epoch,val_acc,epoch_time_s\n1,0.5,1.0\n2,0.75,1.0\n")
         (run_dir / "test.json").write_text(json.dumps({
             "accuracy": 0.7, "majority_class_rate": 0.5, "predicted_class_histogram": [6, 4],
             "split": "test", "loss": 0.6,
         }))  # fmt: skip
-        runs.write_status(run_dir, status="finished", stop_reason="max epochs", best_epoch=1,
+        runs.write_status(run_dir, status="finished", stop_reason="max epochs", best_epoch=2,
                           best_val_acc=0.75, epochs_run=2, wall_time_s=2.0)  # fmt: skip
 
 
@@ -305,8 +305,10 @@ def test_two_runs_produce_the_table(two_runs):
 
 def test_rerun_reuses_both_runs(two_runs, monkeypatch, capsys):
     path, runs_dir, _, _ = two_runs
-    for fn in ("train", "_train_new", "evaluate"):
-        monkeypatch.setattr(api, fn, lambda *a, **k: pytest.fail("a finished run was retrained"))
+    from cnnlab import training
+
+    for module, fn in ((api, "train"), (api, "evaluate"), (training, "start_run")):
+        monkeypatch.setattr(module, fn, lambda *a, **k: pytest.fail("a finished run was retrained"))
     ckpts = sorted((runs_dir / "two").glob("*/best.ckpt"))
     before = [p.stat().st_mtime_ns for p in ckpts]
     assert len(ckpts) == 2

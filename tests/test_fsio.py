@@ -39,3 +39,24 @@ def test_write_with_library_writer(tmp_path):
         fsio.write_with(path, failing)
     assert path.read_text() == "hello"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.txt"]
+
+
+def test_write_with_follows_the_umask_whatever_the_writer_does(tmp_path):
+    import os
+    import stat
+
+    from cnnlab.fsio import write_with
+
+    def private_writer(tmp):  # like safetensors' save_file: a 0600 file
+        fd = os.open(tmp, os.O_CREAT | os.O_WRONLY, 0o600)
+        os.write(fd, b"x")
+        os.close(fd)
+
+    old = os.umask(0o022)
+    try:
+        write_with(tmp_path / "model.safetensors", private_writer)
+        (tmp_path / "other.json").write_text("{}")
+    finally:
+        os.umask(old)
+    mode = stat.S_IMODE((tmp_path / "model.safetensors").stat().st_mode)
+    assert mode == stat.S_IMODE((tmp_path / "other.json").stat().st_mode) == 0o644

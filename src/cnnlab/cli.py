@@ -9,27 +9,81 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
 import json
+import os
 import sys
 import typing
 from collections.abc import Sequence
 from typing import Any
 
 from cnnlab import config as C
-from cnnlab.errors import EXIT_INTERRUPTED, CnnlabError, ConfigError
+from cnnlab.errors import (
+    EXIT_DISK_FULL,
+    EXIT_INTERRUPTED,
+    CnnlabError,
+    ConfigError,
+    InterruptedRun,
+)
 
 # CLI spellings that differ from the config key
 ALIASES = {"model.name": "--model", "data.path": "--data"}
+# one line per key; choices and the default are added from the dataclasses
 HELP = {
+    "data.dataset": "set by --data (folder or csv); fashion-mnist without it",
     "data.path": "image folder (class per subfolder, or train/val/test) or CSV manifest",
-    "model.name": "model name (see `cnnlab models`)",
-    "data.dataset": "fashion-mnist (default), folder or csv (set by --data)",
-    "optim.lr": "learning rate (head lr when --backbone-lr is given)",
-    "optim.schedule": "plateau (lr/10 when val acc stalls), cosine, step, onecycle, none",
-    "train.device": "auto (CUDA, then MPS, then CPU), cpu, cuda, mps",
-    "model.init": "weight init: default (library), paper (AlexNet/VGG papers), kaiming, xavier",
-    "data.augment": "default (dataset recipe), none, light, strong",
+    "data.data_dir": "folder holding the Fashion-MNIST .gz files (else the installed copy)",
+    "data.val_fraction": "share of each class held out for validation when there is no val split",
+    "data.test_fraction": "share of each class held out for testing (class-per-folder data)",
+    "data.image_size": "input side in pixels (default: the weights' size, 28 for Fashion-MNIST, "
+    "else the model's)",
+    "data.channels": "1 (grayscale) or 3 (colour); default 1 for Fashion-MNIST, 3 for folders",
+    "data.augment": "default (the data set's recipe), none, light (crop + flip), strong",
+    "data.batch_size": "global batch (split over DDP processes)",
+    "data.workers": "DataLoader worker processes (0 loads in the main process)",
+    "data.balance": "class imbalance: weights (weighted loss) or sampler (balanced batches)",
+    "data.cache": "decoded-pixel cache for image folders: memory, disk, off, or auto",
     "data.subset": "train on only N images (and at most N val/test): quick checks",
+    "data.on_bad_image": "skip bad image files (listed in skipped.csv) or fail",
+    "data.allow_changed_data": "resume although files of the run's split vanished (skipped)",
+    "model.name": "model name (see `cnnlab models`)",
+    "model.pretrained": "start from the model's ImageNet weights (and their preprocessing)",
+    "model.weights": "start from a .safetensors/.pth file",
+    "model.dropout": "head dropout (default: the model's)",
+    "model.init": "weight init: default (library), paper (AlexNet/VGG papers), kaiming, xavier",
+    "model.freeze_backbone": "train only the head (the backbone's BatchNorm frozen too)",
+    "model.unfreeze_at": "train the head alone for N epochs, then everything",
+    "model.bn_eval": "keep the backbone's BatchNorm in inference mode while it trains",
+    "model.channels_last": "NHWC memory format (faster convolutions on CPU and tensor cores)",
+    "optim.optimizer": "sgd (momentum, --nesterov), adam or adamw",
+    "optim.lr": "learning rate (the head's when --backbone-lr is given)",
+    "optim.momentum": "SGD momentum",
+    "optim.nesterov": "Nesterov momentum for SGD",
+    "optim.weight_decay": "L2 penalty on weights (not on norms and biases)",
+    "optim.backbone_lr": "the backbone's own learning rate (fine-tuning: often lr/10)",
+    "optim.schedule": "plateau (lr/10 when the monitored metric stalls), cosine, step, onecycle, "
+    "none",
+    "optim.plateau_patience": "epochs without improvement before the plateau schedule drops lr",
+    "optim.plateau_factor": "plateau schedule: lr multiplier at each drop",
+    "optim.step_size": "step schedule: epochs between drops",
+    "optim.gamma": "step schedule: lr multiplier at each drop",
+    "optim.warmup_epochs": "linear warm-up epochs before the schedule",
+    "optim.label_smoothing": "cross-entropy label smoothing",
+    "optim.grad_clip": "clip the gradient norm to this value",
+    "train.epochs": "maximum epochs",
+    "train.seed": "seed of the split, the order, the augmentation and the init",
+    "train.device": "auto (CUDA, then MPS, then CPU), cpu, cuda, mps",
+    "train.precision": "32, 16-mixed (GPU) or bf16-mixed",
+    "train.deterministic": "deterministic kernels (with --threads: identical runs)",
+    "train.early_stopping": "stop when the monitored metric stops improving",
+    "train.monitor": "metric for early stopping, the best checkpoint and the plateau schedule",
+    "train.patience": "early stopping: epochs without improvement",
+    "train.min_delta": "early stopping: smallest change that counts as improvement",
+    "train.checkpoint_every_n_steps": "also checkpoint inside long epochs",
+    "train.devices": "processes/GPUs on this machine (DDP)",
+    "train.num_nodes": "machines (DDP; start cnnlab on each with torchrun or srun)",
+    "train.sync_batchnorm": "synchronise BatchNorm statistics across GPUs",
+    "train.threads": "CPU threads for torch (default: torch's)",
 }
 
 
@@ -41,8 +95,7 @@ def _add_config_options(parser: argparse.ArgumentParser) -> None:
         for f in dataclasses.fields(cls):
             key = f"{section}.{f.name}"
             flag = ALIASES.get(key, "--" + f.name.replace("_", "-"))
-            default = f.default
-            help_text = f"{HELP.get(key, key)} (default: {default})"
+            help_text = f"{HELP.get(key, key)} (default: {f.default})"
             if hints[f.name] is bool:
                 group.add_argument(
                     flag,
@@ -51,10 +104,10 @@ def _add_config_options(parser: argparse.ArgumentParser) -> None:
                     default=None,
                     help=help_text,
                 )
-            else:
-                group.add_argument(
-                    flag, dest=key, default=None, metavar=f.name.upper(), help=help_text
-                )
+                continue
+            allowed = C.choices(hints[f.name])
+            metavar = "{" + ",".join(allowed) + "}" if allowed else f.name.upper()
+            group.add_argument(flag, dest=key, default=None, metavar=metavar, help=help_text)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -86,23 +139,33 @@ def _parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("evaluate", help="evaluate a run's best model")
     e.add_argument("run", help="run folder or name")
-    e.add_argument("--split", default="test", choices=["test", "val"])
-    e.add_argument("--data", help="another data set with the same classes")
-    e.add_argument("--runs-dir")
+    e.add_argument(
+        "--split", default="test", choices=["test", "val"],
+        help="the run's split to evaluate (default: test)",
+    )  # fmt: skip
+    e.add_argument(
+        "--data",
+        help="other data with the same classes: all of it (its test/ split when it has one), "
+        "reported under RUN/evaluations/",
+    )
+    e.add_argument("--runs-dir", help="where run names are looked up (default: runs)")
     e.add_argument("--json", action="store_true", help="print the full report as JSON")
 
     pr = sub.add_parser("predict", help="top-k classes for image files")
     pr.add_argument("run", help="run folder or name")
     pr.add_argument("images", nargs="+", help="image files")
-    pr.add_argument("--topk", type=int, default=5)
-    pr.add_argument("--runs-dir")
-    pr.add_argument("--json", action="store_true")
+    pr.add_argument("--topk", type=int, default=5, help="classes per image (default: 5)")
+    pr.add_argument("--runs-dir", help="where run names are looked up (default: runs)")
+    pr.add_argument("--json", action="store_true", help="print the results as JSON")
 
     s = sub.add_parser("summary", help="layer table: output shapes, parameters, FLOPs, formulas")
-    s.add_argument("model")
+    s.add_argument("model", help="model name (see `cnnlab models`)")
     s.add_argument("--input", help="CxHxW or a side, e.g. 3x224x224 or 32 (default: native)")
-    s.add_argument("--classes", type=int, default=1000)
-    s.add_argument("--json", action="store_true")
+    s.add_argument(
+        "--classes", type=int, default=None,
+        help="classes of the head (default: 1000 for ImageNet-sized models, 10 for smallcnn)",
+    )  # fmt: skip
+    s.add_argument("--json", action="store_true", help="print the table as JSON")
 
     m = sub.add_parser("models", help="table of registered models: params, FLOPs, weights")
     m.add_argument("--input", type=int, default=224, help="input side for the FLOPs column")
@@ -221,7 +284,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def cmd_summary(args: argparse.Namespace) -> int:
     from cnnlab import api
-    from cnnlab.models.registry import get_model_info
+    from cnnlab.models import get_model_info
 
     shape = _parse_input(args.input)
     if shape is not None and shape[0] == -1:
@@ -268,7 +331,10 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     from cnnlab.experiment import load_experiment, run_experiment
 
     if args.dry_run:
-        print(load_experiment(args.file).plan(args.runs_dir, rerun_failed=args.rerun_failed))
+        from cnnlab.experiment import describe_plan
+
+        exp = load_experiment(args.file)
+        print(describe_plan(exp, args.runs_dir, rerun_failed=args.rerun_failed))
         return 0
     result = run_experiment(
         args.file, runs_dir=args.runs_dir, parallel=args.parallel, rerun_failed=args.rerun_failed
@@ -289,22 +355,50 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return COMMANDS[args.command](args)
+    except InterruptedRun as e:  # asked for by the user: said plainly, on its own line
+        if args.debug:
+            raise
+        print(f"\n{_first_line(e) or 'interrupted'}", file=sys.stderr)
+        return e.exit_code
     except CnnlabError as e:
         if args.debug:
             raise
-        print(f"error: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)
+        print(f"error: {_first_line(e) or type(e).__name__}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
         if args.debug:
             raise
-        print("error: interrupted", file=sys.stderr)
+        print("\ninterrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # `cnnlab predict ... | head`: the reader has what it wanted
+        _silence_stdout()
+        return 0
+    except OSError as e:
+        if args.debug:
+            raise
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+            print(f"error: no space left on the device ({e.filename or e}); free space and "
+                  f"run the command again", file=sys.stderr)  # fmt: skip
+            return EXIT_DISK_FULL
+        print(f"error: internal error ({type(e).__name__}: {e}); rerun with --debug and report it",
+              file=sys.stderr)  # fmt: skip
+        return 1
     except Exception as e:  # a bug: say so, keep the traceback behind --debug
         if args.debug:
             raise
         print(f"error: internal error ({type(e).__name__}: {e}); rerun with --debug and report it",
               file=sys.stderr)  # fmt: skip
         return 1
+
+
+def _first_line(e: BaseException) -> str:
+    return str(e).splitlines()[0] if str(e) else ""
+
+
+def _silence_stdout() -> None:
+    # Python flushes stdout at exit; with the pipe closed that flush would fail again
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
 
 
 if __name__ == "__main__":

@@ -10,42 +10,55 @@ and wrong types are errors that name the key and the fix.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
 from cnnlab.errors import ConfigError, suggest, unknown
 
-DATASETS = ("fashion-mnist", "folder", "csv")
-AUGMENT = ("default", "none", "light", "strong")
-OPTIMIZERS = ("sgd", "adam", "adamw")
-SCHEDULES = ("plateau", "cosine", "step", "onecycle", "none")
-PRECISIONS = ("32", "16-mixed", "bf16-mixed")
-DEVICES = ("auto", "cpu", "cuda", "mps")
-BALANCE = ("none", "weights", "sampler")
-CACHE = ("auto", "memory", "disk", "off")
-ON_BAD_IMAGE = ("skip", "fail")
+# Fields with a fixed set of values are Literal types: `coerce` checks them when they are set
+# (from YAML, the CLI or the API), and the CLI's --help lists them from here.
+Dataset = Literal["fashion-mnist", "folder", "csv"]
+Augment = Literal["default", "none", "light", "strong"]
+Optimizer = Literal["sgd", "adam", "adamw"]
+Schedule = Literal["plateau", "cosine", "step", "onecycle", "none"]
+Precision = Literal["32", "16-mixed", "bf16-mixed"]
+Device = Literal["auto", "cpu", "cuda", "mps"]
+Balance = Literal["none", "weights", "sampler"]
+Cache = Literal["auto", "memory", "disk", "off"]
+OnBadImage = Literal["skip", "fail"]
+Init = Literal["default", "paper", "kaiming", "xavier"]
+Monitor = Literal["val_acc", "val_loss"]
+
+
+def choices(typ: Any) -> tuple[str, ...]:
+    """The allowed values of a Literal field; () for any other type."""
+    return typing.get_args(typ) if typing.get_origin(typ) is Literal else ()
 
 
 @dataclass
 class DataConfig:
-    dataset: str = "fashion-mnist"  # or "folder" / "csv" (set automatically by --data PATH)
+    dataset: Dataset = "fashion-mnist"  # or "folder" / "csv" (set automatically by --data PATH)
     path: str | None = None  # image folder or CSV manifest
     data_dir: str | None = None  # where Fashion-MNIST's IDX files are looked for first
     val_fraction: float = 0.1  # carved, stratified, from train when there is no val split
     test_fraction: float = 0.0  # for a single class-per-folder tree
-    image_size: int | None = None  # None: the model's input size
-    augment: str = "default"  # default = the dataset's own recipe (crop+flip for Fashion-MNIST)
+    image_size: int | None = None  # None: the weights' size, 28 for Fashion-MNIST, else the model's
+    channels: int | None = None  # None: 1 for Fashion-MNIST, 3 for image folders and pretrained
+    augment: Augment = "default"  # default = the dataset's own recipe (crop+flip for Fashion-MNIST)
     batch_size: int = 128
     workers: int = 0  # 0 loads in the main process, the fastest choice for small images on 2 cores
-    balance: str = "none"  # class-weighted loss ("weights") or a balanced sampler
-    cache: str = "auto"
+    balance: Balance = "none"  # class-weighted loss ("weights") or a balanced sampler
+    cache: Cache = "auto"
     subset: int | None = None  # use only the first N training images (quick checks)
-    on_bad_image: str = "skip"
+    on_bad_image: OnBadImage = "skip"
+    # resume a run although files of its split vanished from the folder (they are skipped)
+    allow_changed_data: bool = False
 
 
 @dataclass
@@ -54,7 +67,7 @@ class ModelConfig:
     pretrained: bool = False
     weights: str | None = None  # a .safetensors/.pth file to start from
     dropout: float | None = None  # head dropout; None: the model's default
-    init: str = "default"  # default | paper | kaiming | xavier
+    init: Init = "default"  # default | paper | kaiming | xavier
     freeze_backbone: bool = False
     unfreeze_at: int | None = None  # epoch at which a frozen backbone starts training
     # keep the backbone's BatchNorm in inference mode even while it trains (Keras' advice for
@@ -65,13 +78,13 @@ class ModelConfig:
 
 @dataclass
 class OptimConfig:
-    optimizer: str = "sgd"
+    optimizer: Optimizer = "sgd"
     lr: float = 0.1  # with batch norm and one-cycle, SGD takes a high peak rate
     momentum: float = 0.9
     nesterov: bool = True
     weight_decay: float = 5e-4  # L2 penalty
     backbone_lr: float | None = None  # None: same as lr (fine-tuning often uses lr/10)
-    schedule: str = "onecycle"
+    schedule: Schedule = "onecycle"
     plateau_patience: int = 2  # epochs without val-accuracy gain before lr /= plateau_factor
     plateau_factor: float = 0.1
     step_size: int = 10
@@ -85,11 +98,11 @@ class OptimConfig:
 class TrainConfig:
     epochs: int = 6
     seed: int = 0
-    device: str = "auto"
-    precision: str = "32"
+    device: Device = "auto"
+    precision: Precision = "32"
     deterministic: bool = False
     early_stopping: bool = True
-    monitor: str = "val_acc"
+    monitor: Monitor = "val_acc"
     patience: int = 5
     min_delta: float = 0.0
     checkpoint_every_n_steps: int | None = None  # also save mid-epoch, for long epochs
@@ -155,6 +168,11 @@ def _field_type(cls: type, key: str) -> Any:
 def coerce(value: Any, typ: Any, key: str) -> Any:
     """Convert a YAML/CLI value to the field's type, or say which key wants what."""
     origin = typing.get_origin(typ)
+    if origin is Literal:
+        allowed = typing.get_args(typ)
+        if str(value) not in allowed:
+            raise unknown(f"value for {key}", str(value), allowed)
+        return str(value)
     if origin in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(typ) if a is not type(None)]
         if value is None or (isinstance(value, str) and value.lower() in ("none", "null", "")):
@@ -213,6 +231,12 @@ def read_yaml(path: str | Path, kind: str = "config file") -> Any:
         return yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"{kind} {path} not found; check the path") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{kind} {path} is a folder; pass a YAML file") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{kind} {path} is not a text file; pass a YAML file") from None
+    except OSError as e:
+        raise ConfigError(f"cannot read {kind} {path}: {e.strerror or e}") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
@@ -227,23 +251,9 @@ def to_yaml(cfg: Config) -> str:
     return yaml.safe_dump(cfg.to_dict(), sort_keys=False)
 
 
-def _check_choice(key: str, value: str, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise unknown(f"value for {key}", value, choices)
-
-
 def validate(cfg: Config) -> Config:
     """Reject impossible values before anything heavy happens; returns cfg for chaining."""
     d, m, o, t = cfg.data, cfg.model, cfg.optim, cfg.train
-    _check_choice("data.dataset", d.dataset, DATASETS)
-    _check_choice("data.augment", d.augment, AUGMENT)
-    _check_choice("data.balance", d.balance, BALANCE)
-    _check_choice("data.cache", d.cache, CACHE)
-    _check_choice("data.on_bad_image", d.on_bad_image, ON_BAD_IMAGE)
-    _check_choice("optim.optimizer", o.optimizer, OPTIMIZERS)
-    _check_choice("optim.schedule", o.schedule, SCHEDULES)
-    _check_choice("train.precision", t.precision, PRECISIONS)
-    _check_choice("train.device", t.device, DEVICES)
     checks = [
         (d.batch_size >= 1, f"batch size must be at least 1, got {d.batch_size}"),
         (0.0 <= d.val_fraction < 1.0, f"val fraction must be in [0, 1), got {d.val_fraction}"),
@@ -252,14 +262,21 @@ def validate(cfg: Config) -> Config:
         (d.workers >= 0, f"workers must be 0 or more, got {d.workers}"),
         (d.subset is None or d.subset >= 1, f"subset must be at least 1, got {d.subset}"),
         (d.image_size is None or d.image_size >= 8, f"image size must be >= 8, got {d.image_size}"),
+        (d.channels in (None, 1, 3), f"channels must be 1 or 3, got {d.channels}"),
         (d.dataset == "fashion-mnist" or d.path, f"dataset '{d.dataset}' needs --data PATH"),
         (
             m.dropout is None or 0.0 <= m.dropout < 1.0,
             f"dropout must be in [0, 1), got {m.dropout}",
         ),
-        (o.lr > 0, f"learning rate must be > 0, got {o.lr}"),
-        (o.backbone_lr is None or o.backbone_lr >= 0, "backbone lr must be >= 0"),
-        (o.weight_decay >= 0, f"weight decay must be >= 0, got {o.weight_decay}"),
+        (math.isfinite(o.lr) and o.lr > 0, f"learning rate must be a number > 0, got {o.lr}"),
+        (
+            o.backbone_lr is None or (math.isfinite(o.backbone_lr) and o.backbone_lr >= 0),
+            f"backbone lr must be a number >= 0, got {o.backbone_lr}",
+        ),
+        (
+            math.isfinite(o.weight_decay) and o.weight_decay >= 0,
+            f"weight decay must be a number >= 0, got {o.weight_decay}",
+        ),
         (0.0 <= o.momentum < 1.0, f"momentum must be in [0, 1), got {o.momentum}"),
         (0.0 <= o.label_smoothing < 1.0, "label smoothing must be in [0, 1)"),
         (0.0 < o.plateau_factor < 1.0, "plateau factor must be in (0, 1)"),
@@ -269,10 +286,6 @@ def validate(cfg: Config) -> Config:
         (t.epochs >= 1, f"epochs must be at least 1, got {t.epochs}"),
         (t.devices >= 1 and t.num_nodes >= 1, "devices and num_nodes must be at least 1"),
         (t.threads is None or t.threads >= 1, "threads must be at least 1"),
-        (
-            t.monitor in ("val_acc", "val_loss"),
-            f"monitor must be val_acc or val_loss, got {t.monitor}",
-        ),
         (
             t.checkpoint_every_n_steps is None or t.checkpoint_every_n_steps >= 1,
             "checkpoint_every_n_steps must be at least 1",
@@ -289,7 +302,8 @@ def lint(cfg: Config) -> list[str]:
     """Settings that are legal but contradictory or have no effect: warnings shown before training."""
     d, m, o, t = cfg.data, cfg.model, cfg.optim, cfg.train
     notes = []
-    if t.early_stopping and t.patience >= t.epochs:
+    # only about what the user set: a short run with the default patience is not a mistake
+    if t.early_stopping and t.patience != TrainConfig.patience and t.patience >= t.epochs:
         notes.append(
             f"early-stopping patience ({t.patience}) >= epochs ({t.epochs}): it can never trigger"
         )

@@ -16,6 +16,7 @@ EXIT_USAGE = 2  # bad option, config value or name
 EXIT_DIVERGED = 3  # NaN/Inf loss stopped the run
 EXIT_DATA = 4  # missing or corrupt data
 EXIT_RUN = 5  # unusable run folder or checkpoint
+EXIT_DISK_FULL = 6  # no space left while writing; the last good checkpoint is intact
 EXIT_INTERRUPTED = 130  # Ctrl-C / SIGTERM, checkpoint written
 
 
@@ -41,6 +42,10 @@ class CheckpointError(RunError):
 
 class UnsafeCheckpointError(CheckpointError):
     pass
+
+
+class DiskFullError(RunError):
+    exit_code = EXIT_DISK_FULL
 
 
 class DivergedError(CnnlabError):

@@ -63,6 +63,8 @@ def write_with(path: str | os.PathLike, writer: Callable[[Path], None]) -> None:
     tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
     try:
         writer(tmp)
+        # some writers (safetensors) create their file 0600: every file follows the umask
+        os.chmod(tmp, 0o666 & ~_umask())
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -70,6 +72,17 @@ def write_with(path: str | os.PathLike, writer: Callable[[Path], None]) -> None:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def _umask() -> int:
+    """The process umask, read without changing it (Linux); else by the set-and-restore dance."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def read_json(path: str | os.PathLike) -> Any:

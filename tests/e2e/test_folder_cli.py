@@ -48,3 +48,14 @@ def test_train_evaluate_predict_on_a_folder(photos, tmp_path, capsys):
     result = json.loads(capsys.readouterr().out)
     assert result[0]["top"][0]["class"] == "dog"
     assert sum(t["prob"] for t in result[0]["top"]) == pytest.approx(1.0, abs=1e-5)
+    # colour photos train in colour with the default model (made for grayscale Fashion-MNIST)
+    arch = json.loads((run / "model.json").read_text())["architecture"]
+    assert arch["name"] == "smallcnn" and arch["in_chans"] == 3
+    # other data: all of it, reported apart; the run's own report stays as it was
+    own = {n: (run / n).stat().st_mtime_ns for n in ("test.json", "val.json", "summary.md")}
+    assert main(["evaluate", str(run), "--data", str(photos), "--json"]) == 0
+    other = json.loads(capsys.readouterr().out)
+    assert other["samples"] == 38  # 40 files, 2 skipped; no split carved out
+    reports = list((run / "evaluations").glob("*/test.json"))
+    assert len(reports) == 1 and json.loads(reports[0].read_text())["samples"] == 38
+    assert {n: (run / n).stat().st_mtime_ns for n in own} == own

@@ -93,7 +93,7 @@ def test_sigterm_checkpoints_marks_interrupted_and_resumes(tmp_path):
     assert json.loads((run / "run.json").read_text())["status"] == "interrupted"
     done = len(_metrics(run))
     assert main(["train", "--resume", str(run), "--epochs", str(done + 1)]) == 0
-    assert [int(r["epoch"]) for r in _metrics(run)] == list(range(done + 1))
+    assert [int(r["epoch"]) for r in _metrics(run)] == list(range(1, done + 2))
 
 
 def test_extend_finished_run_keeps_history(reference, tmp_path):
@@ -104,7 +104,7 @@ def test_extend_finished_run_keeps_history(reference, tmp_path):
     assert main(["train", "--resume", str(run), "--epochs", "4"]) == 5  # nothing to add
     assert main(["train", "--resume", str(run), "--epochs", "5"]) == 0
     rows = _metrics(run)
-    assert [int(r["epoch"]) for r in rows] == [0, 1, 2, 3, 4]
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4, 5]
     assert rows[:4] == _metrics(reference)
     assert json.loads((run / "run.json").read_text())["epochs_run"] == 5
 

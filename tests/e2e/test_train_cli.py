@@ -46,7 +46,7 @@ def test_metrics_are_sane(trained):
     header = lines[0].split(",")
     assert header[:6] == ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr"]
     rows = [dict(zip(header, line.split(","), strict=True)) for line in lines[1:]]
-    assert [int(r["epoch"]) for r in rows] == [0, 1]
+    assert [int(r["epoch"]) for r in rows] == [1, 2]  # counted from 1, as people count
     # well above chance (10%) after 20 steps, and losses finite and falling
     assert float(rows[-1]["val_acc"]) > 0.3
     assert float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"])
@@ -86,29 +86,82 @@ def test_predict_uses_training_preprocessing(trained, tmp_path, capsys):
     assert main(["predict", str(trained), *paths, "--topk", "3", "--json"]) == 0
     results = json.loads(capsys.readouterr().out)
     assert len(results) == 4 and all(len(r["top"]) == 3 for r in results)
-    probs = [t["prob"] for t in results[0]["top"]]
-    assert probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1.0 + 1e-6
+    # the same numbers from the saved model fed by hand with model.json's normalisation
+    import torch
+
+    from cnnlab.export import load_exported
+
+    model, meta = load_exported(trained)
+    mean, std = meta["preprocess"]["mean"][0], meta["preprocess"]["std"][0]
+    x = torch.from_numpy(np.asarray(images[:4], dtype=np.float32) / 255.0)[:, None]
+    with torch.no_grad():
+        probs = torch.softmax(model((x - mean) / std), dim=1)
+    classes = json.loads((trained / "classes.json").read_text())
+    for r, p in zip(results, probs, strict=True):
+        top = torch.topk(p, 3)
+        assert [t["class"] for t in r["top"]] == [classes[i] for i in top.indices]
+        assert [t["prob"] for t in r["top"]] == pytest.approx(top.values.tolist(), abs=1e-5)
+
+
+def test_one_validation_loss_everywhere(trained, capsys):
+    """Training's val loss for the best epoch is what `evaluate --split val` reports."""
+    assert main(["evaluate", str(trained), "--split", "val", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    status = json.loads((trained / "run.json").read_text())
+    rows = {int(r["epoch"]): r for r in _rows(trained)}
+    assert report["loss"] == pytest.approx(float(rows[status["best_epoch"]]["val_loss"]), rel=1e-4)
+
+
+def _rows(run):
+    import csv
+
+    with open(run / "metrics.csv") as fh:
+        return list(csv.DictReader(fh))
 
 
 @pytest.mark.parametrize(
     ("argv", "code", "message"),
     [
         (["train", "--model", "resnet9000"], 2, "unknown model 'resnet9000'"),
-        (["train", "--lr", "0"], 2, "learning rate must be > 0"),
+        (["train", "--lr", "0"], 2, "learning rate must be a number > 0"),
+        (["train", "--lr", "inf"], 2, "learning rate must be a number > 0, got inf"),
         (["train", "--batch-size", "0"], 2, "batch size must be at least 1"),
         (["train", "--epochs", "0"], 2, "epochs must be at least 1"),
         (["train", "--optimizer", "rmsprop"], 2, "unknown value for optim.optimizer"),
         (["train", "--set", "optim.lrr=1"], 2, "unknown config key 'optim.lrr'"),
         (["train", "--data", "/nonexistent/folder"], 4, "/nonexistent/folder"),
+        (["train", "--name", "../escape"], 2, "not a plain folder name"),
+        (["train", "--name", "/tmp/abs"], 2, "not a plain folder name"),
+        (["train", "--pretrained"], 2, "models that have: "),
+        (["train", "--devices", "3"], 2, "does not split over 3 processes"),
+        (["train", "--num-nodes", "2"], 2, "needs a launcher"),
+        (["train", "--image-size", "100000"], 2, "too large"),
+        (["train", "--config", "/"], 2, "is a folder; pass a YAML file"),
+        (["train", "--data-dir", "/nonexistent"], 4, "--data-dir /nonexistent is not a folder"),
+        (["train", "--resume", "x", "--name", "y"], 2, "drop --config, --name and --force"),
         (["evaluate", "/nonexistent/run"], 5, "not found"),
         (["predict", "/nonexistent/run", "x.png"], 5, "not found"),
     ],
 )
-def test_errors_are_one_line_with_exit_code(argv, code, message, capsys, runs_dir):
+def test_errors_are_one_line_with_exit_code(argv, code, message, capsys, runs_dir, monkeypatch):
+    for key in ("TORCHELASTIC_RUN_ID", "SLURM_NTASKS", "LOCAL_RANK"):
+        monkeypatch.delenv(key, raising=False)
     assert main(argv) == code
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and message in err
     assert "\n" not in err and "Traceback" not in err
+    # a command that failed before training claims no run name and writes nothing
+    assert not runs_dir.exists() or not list(runs_dir.iterdir())
+
+
+def test_a_set_up_that_fails_on_the_data_leaves_the_name_free(tmp_path, capsys):
+    runs = tmp_path / "runs"
+    empty = tmp_path / "empty"
+    (empty / "cats").mkdir(parents=True)
+    (empty / "cats" / "notes.txt").write_text("no images here")
+    assert main(["train", "--name", "x", "--runs-dir", str(runs), "--data", str(empty)]) == 4
+    assert "error: " in capsys.readouterr().err
+    assert not (runs / "x").exists()  # the scan ran inside the run folder, then released it
 
 
 def test_missing_fashion_mnist_says_how_to_get_it(runs_dir, tmp_path, monkeypatch, capsys):

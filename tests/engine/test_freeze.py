@@ -7,8 +7,9 @@ from torch.utils.data import Dataset
 from cnnlab.config import Config
 from cnnlab.data.bundle import DataBundle
 from cnnlab.engine.trainer import fit
-from cnnlab.models.registry import create_model
+from cnnlab.models import create_model
 from cnnlab.models.spec import PreprocessSpec
+from cnnlab.plan import make_plan
 
 
 class Blobs(Dataset):
@@ -42,7 +43,7 @@ def _run(tmp_path, **model_opts):
     before = {k: v.clone() for k, v in model.state_dict().items()}
     calls = []
     model.backbone.register_forward_hook(lambda m, i, o: calls.append(len(i[0])))
-    fit(cfg, bundle, model, tmp_path, export_best=lambda *a: None, log=lambda s: None)
+    fit(make_plan(cfg, tmp_path), bundle, model, export_best=lambda *a: None, log=lambda s: None)
     return before, model.state_dict(), calls
 
 

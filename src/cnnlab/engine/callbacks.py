@@ -7,6 +7,11 @@ checkpoints so that a resumed run continues its history, its best score and its 
   (previous kept as last.prev.ckpt) every epoch and every N steps, and a checkpoint on Ctrl-C /
   SIGTERM at the next step boundary.
 - `BackboneUnfreeze`: the two-stage fine-tuning recipe (head first, then everything).
+- `EpochProgressBar`: the batch progress bar, epochs counted from 1 like everywhere else.
+
+Epochs are counted from 1 in every file and message (metrics.csv, signals.jsonl, run.json's
+best_epoch, the epoch lines); Lightning's own `current_epoch` (from 0) stays inside the engine.
+`make_callbacks(plan, ...)` builds the set a run uses.
 """
 
 from __future__ import annotations
@@ -17,17 +22,21 @@ import json
 import math
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import Callback, Checkpoint
+from lightning.pytorch.callbacks import Callback, Checkpoint, EarlyStopping, TQDMProgressBar
 
 from cnnlab.engine.checkpoint import BEST, LAST, rotate_last
 from cnnlab.errors import InterruptedRun
 from cnnlab.fsio import write_text
+
+if TYPE_CHECKING:
+    from cnnlab.plan import RunPlan
 
 METRIC_COLUMNS = [
     "epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "lr_backbone",
@@ -72,14 +81,14 @@ class RunRecorder(Callback):
         # a mid-epoch resume skips on_train_epoch_start: start the epoch here, with its sums
         self.on_train_epoch_start(trainer, pl_module)
         part, self._restored = getattr(self, "_restored", None), None
-        if part and part["epoch"] == trainer.current_epoch and part["grad_sq"] is not None:
+        if part and part["epoch"] == self._epoch and part["grad_sq"] is not None:
             self._lr = tuple(part["lr"])
             self._grad_sq = torch.tensor(part["grad_sq"], device=pl_module.device)
             self._grad_names, self._steps = tuple(part["grad_names"]), part["steps"]
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._t0 = time.perf_counter()
-        self._epoch = trainer.current_epoch
+        self._epoch = trainer.current_epoch + 1
         self._lr = _lrs(trainer)
         self._grad_sq, self._steps, self._images = None, 0, 0
 
@@ -103,7 +112,7 @@ class RunRecorder(Callback):
         elapsed = time.perf_counter() - self._t0
         layer_norms = self._layer_grad_norms(pl_module)
         row = {
-            "epoch": trainer.current_epoch,
+            "epoch": self._epoch,
             "train_loss": m.get("train_loss", math.nan),
             "train_acc": m.get("train_acc", math.nan),
             "val_loss": m.get("val_loss", math.nan),
@@ -126,7 +135,7 @@ class RunRecorder(Callback):
         )
         if trainer.is_global_zero:  # only rank 0 writes the run folder
             self.write()
-            line = self.epoch_line(row, trainer.max_epochs)
+            line = self.epoch_line(row, trainer.max_epochs, self.eta(trainer.max_epochs))
             bar = trainer.progress_bar_callback
             # through the bar when there is one, so the line does not land inside it
             if bar is not None and self.say is print:
@@ -155,14 +164,31 @@ class RunRecorder(Callback):
         lines = "".join(json.dumps(s) + "\n" for s in self.signals)
         write_text(self.run_dir / "signals.jsonl", lines)
 
+    def eta(self, max_epochs: int) -> float | None:
+        """Seconds until max_epochs at the mean pace of the epochs so far (None when done)."""
+        times = [h["epoch_time_s"] for h in self.history]
+        left = max_epochs - self.history[-1]["epoch"] if self.history else 0
+        return sum(times) / len(times) * left if times and left > 0 else None
+
     @staticmethod
-    def epoch_line(row: dict[str, Any], max_epochs: int) -> str:
-        return (
-            f"epoch {row['epoch'] + 1}/{max_epochs}  "
+    def epoch_line(row: dict[str, Any], max_epochs: int, eta: float | None = None) -> str:
+        line = (
+            f"epoch {row['epoch']}/{max_epochs}  "
             f"train loss {row['train_loss']:.4f} acc {row['train_acc']:.4f} | "
             f"val loss {row['val_loss']:.4f} acc {row['val_acc']:.4f} | "
             f"lr {row['lr']:.3g} | {row['epoch_time_s']:.1f}s ({row['images_per_s']:,.0f} img/s)"
         )
+        return line if eta is None else f"{line} | ETA {format_duration(eta)}"
+
+
+def format_duration(seconds: float) -> str:
+    """'45s', '3m05s', '1h02m': short enough for the end of a log line."""
+    s = int(round(seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{s % 3600 // 60:02d}m"
 
 
 def _fmt(v: Any) -> Any:
@@ -193,6 +219,13 @@ class StopRequest:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
         self._previous.clear()
+
+    def __enter__(self) -> StopRequest:
+        self.install()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.uninstall()
 
 
 class RunCheckpoint(Checkpoint):
@@ -269,17 +302,18 @@ class RunCheckpoint(Checkpoint):
                 score > self.best_score if self.mode == "max" else score < self.best_score
             )
             if better:
-                self.best_score, self.best_epoch = score, trainer.current_epoch
+                self.best_score, self.best_epoch = score, trainer.current_epoch + 1
                 trainer.save_checkpoint(self.run_dir / BEST, weights_only=True)
                 if trainer.is_global_zero:
-                    self.export_best(pl_module, trainer.current_epoch)
+                    self.export_best(pl_module, self.best_epoch)
         self._save_last(trainer)
         if self.stop is not None and self.stop.requested:
             raise InterruptedRun(f"interrupted by {self.stop.requested}")
 
 
 class BackboneUnfreeze(Callback):
-    """Train the head alone until `epoch`, then the whole network (Keras' two-stage recipe)."""
+    """Train the head alone for `unfreeze_at` epochs, then the whole network (Keras' two-stage
+    recipe)."""
 
     def __init__(self, unfreeze_at: int | None) -> None:
         self.unfreeze_at = unfreeze_at
@@ -288,4 +322,77 @@ class BackboneUnfreeze(Callback):
         due = self.unfreeze_at is not None and trainer.current_epoch >= self.unfreeze_at
         if due and pl_module.backbone_frozen:
             pl_module.set_backbone_frozen(False)
-            trainer.print(f"epoch {trainer.current_epoch + 1}: backbone unfrozen")
+            trainer.print(
+                f"epoch {trainer.current_epoch + 1}: backbone unfrozen after {self.unfreeze_at} "
+                f"head-only epochs"
+            )
+
+
+class EpochProgressBar(TQDMProgressBar):
+    """Lightning's bar, with epochs counted from 1 of the total ("epoch 1/6")."""
+
+    def on_train_epoch_start(self, trainer: L.Trainer, *args: Any) -> None:
+        super().on_train_epoch_start(trainer, *args)
+        self.train_progress_bar.set_description(
+            f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}"
+        )
+
+
+@dataclass
+class RunCallbacks:
+    """The callbacks of one run, by role; `all` is what the Trainer gets, in order."""
+
+    recorder: RunRecorder
+    early: EarlyStopping
+    checkpoint: RunCheckpoint
+    unfreeze: BackboneUnfreeze
+    stop: StopRequest
+    progress: EpochProgressBar | None = None
+    extra: list[Callback] = field(default_factory=list)
+
+    @property
+    def all(self) -> list[Callback]:
+        # the recorder first: later callbacks (user ones too) see the finished epoch row;
+        # RunCheckpoint is a Checkpoint, which Lightning always runs last
+        core = [self.recorder, self.early, self.checkpoint, self.unfreeze, *self.extra]
+        return core + ([self.progress] if self.progress else [])
+
+    def stop_reason(self, patience: int) -> str:
+        if self.early.stopped_epoch > 0 and self.early.patience < 10**9:
+            return f"early stop ({self.early.monitor} did not improve for {patience} epochs)"
+        return "max epochs"
+
+
+def make_callbacks(
+    plan: RunPlan,
+    *,
+    export_best: Callable[[L.LightningModule, int], None],
+    log: Callable[[str], None] = print,
+    progress: bool = False,
+    extra: Sequence[Callback] = (),
+) -> RunCallbacks:
+    t = plan.config.train
+    mode = "max" if t.monitor == "val_acc" else "min"
+    stop = StopRequest()
+    return RunCallbacks(
+        recorder=RunRecorder(plan.run_dir, log=log),
+        early=EarlyStopping(
+            monitor=t.monitor,
+            mode=mode,
+            patience=t.patience if t.early_stopping else 10**9,
+            min_delta=t.min_delta,
+            check_finite=True,
+        ),  # fmt: skip
+        checkpoint=RunCheckpoint(
+            plan.run_dir,
+            monitor=t.monitor,
+            mode=mode,
+            export_best=export_best,
+            every_n_steps=t.checkpoint_every_n_steps,
+            stop=stop,
+        ),  # fmt: skip
+        unfreeze=BackboneUnfreeze(plan.config.model.unfreeze_at),
+        stop=stop,
+        progress=EpochProgressBar(leave=False) if progress else None,
+        extra=list(extra),
+    )

@@ -33,9 +33,14 @@ class ClassifierModule(L.LightningModule):
         channels_last: bool = False,
         batch_transform: nn.Module | None = None,
         bn_eval: bool = False,
+        monitor: str = "val_acc",
+        freeze_backbone: bool = False,
+        feature_caches: dict[str, FeatureCache] | None = None,
+        progress_bar: bool = False,
     ) -> None:
         super().__init__()
         self.bn_eval = bn_eval
+        self.monitor = monitor
         self.model = model
         self.optim = optim
         self.epochs = epochs
@@ -60,12 +65,13 @@ class ClassifierModule(L.LightningModule):
         self.train_loss.persistent(True)
         # predicted-class histogram of the last validation: "predicts one class" shows here
         self._pred_hist = torch.zeros(n, dtype=torch.long)
+        self.progress_bar = progress_bar  # the batch's loss and accuracy go to the bar
+        # frozen backbone + fixed inputs: features computed once per sample (see cache_features)
+        self.feature_caches = feature_caches or {}
         self._backbone_frozen = False
-        self._progress_bar = False  # set by the trainer when a progress bar is shown
-        self.feature_caches: dict[str, FeatureCache] = {}  # set by the trainer when usable
         # Lightning restores each submodule's own mode after validation instead of calling
         # train() again, so the BatchNorm modes must be right from the start
-        self.train(self.training)
+        self.set_backbone_frozen(freeze_backbone)
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         x, *rest = batch
@@ -92,6 +98,18 @@ class ClassifierModule(L.LightningModule):
             logits, y, weight=self.class_weight, label_smoothing=self.optim.label_smoothing
         )
 
+    def on_train_start(self) -> None:
+        # A restored optimizer carries the learning rates of the last step it took; the schedule
+        # (a pure function of the step, re-planned over a new total when --epochs grows) says
+        # what the next step uses. Same expression as LambdaLR's, so an uninterrupted and a
+        # resumed run stay bitwise equal.
+        for config in self.trainer.lr_scheduler_configs:
+            sched = config.scheduler
+            if isinstance(sched, torch.optim.lr_scheduler.LambdaLR):
+                groups = sched.optimizer.param_groups
+                for group, base, fn in zip(groups, sched.base_lrs, sched.lr_lambdas, strict=True):
+                    group["lr"] = base * fn(sched.last_epoch)
+
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         # dropout and any other global-RNG use become a function of (seed, step, rank)
         seed_step(self.seed, self.global_step, self.global_rank)
@@ -111,7 +129,7 @@ class ClassifierModule(L.LightningModule):
             )
         self.train_loss.update(loss.detach(), weight=len(y))
         self.train_acc.update(logits.detach(), y)
-        if self._progress_bar:  # the batch's loss and accuracy, for the bar on a terminal
+        if self.progress_bar:
             acc = (logits.detach().argmax(1) == y).float().mean()
             self.log_dict(
                 {"loss": loss.detach(), "acc": acc}, prog_bar=True, on_step=True, on_epoch=False
@@ -124,9 +142,9 @@ class ClassifierModule(L.LightningModule):
 
     def set_backbone_frozen(self, frozen: bool) -> None:
         """Frozen: no gradients for the backbone and its BatchNorm statistics fixed (eval mode)."""
-        self._backbone_frozen = frozen
-        if not frozen:
+        if self._backbone_frozen and not frozen:
             self.feature_caches = {}  # features change once the backbone trains
+        self._backbone_frozen = frozen
         for p in self.model.backbone.parameters():
             p.requires_grad_(not frozen)
         self.train(self.training)
@@ -143,7 +161,9 @@ class ClassifierModule(L.LightningModule):
 
     def validation_step(self, batch: tuple, batch_idx: int) -> None:
         logits, y = self._logits(batch, "val")
-        self.val_loss.update(self._loss(logits, y), weight=len(y))
+        # plain cross-entropy, as `cnnlab evaluate` reports it: label smoothing and class
+        # weights shape the training objective, not the measure of the model
+        self.val_loss.update(F.cross_entropy(logits, y), weight=len(y))
         self.val_acc.update(logits, y)
         self._pred_hist += torch.bincount(logits.argmax(1).cpu(), minlength=len(self._pred_hist))
 
@@ -151,6 +171,8 @@ class ClassifierModule(L.LightningModule):
         self._pred_hist.zero_()
 
     def on_validation_epoch_end(self) -> None:
+        if self.trainer.world_size > 1:  # every rank saw its own shard of the validation set
+            self._pred_hist = self.all_gather(self._pred_hist.to(self.device)).sum(0).cpu()
         if self.train_loss.update_count:  # validation ends each training epoch: log both
             self.log("train_loss", self.train_loss.compute())
             self.log("train_acc", self.train_acc.compute())
@@ -183,12 +205,14 @@ class ClassifierModule(L.LightningModule):
         else:
             opt = torch.optim.AdamW(groups, lr=o.lr)
         if o.schedule == "plateau":
+            # the same metric and direction as early stopping and the best checkpoint
+            mode = "max" if self.monitor == "val_acc" else "min"
             sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
-                opt, mode="max", factor=o.plateau_factor, patience=o.plateau_patience
+                opt, mode=mode, factor=o.plateau_factor, patience=o.plateau_patience
             )
             return {
                 "optimizer": opt,
-                "lr_scheduler": {"scheduler": sched, "monitor": "val_acc", "interval": "epoch"},
+                "lr_scheduler": {"scheduler": sched, "monitor": self.monitor, "interval": "epoch"},
             }
 
         def factor(step: int) -> float:

@@ -8,24 +8,27 @@ writes the run folder; metrics are reduced across ranks; evaluation counts each 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import datetime as dt
 import logging
 import os
 import sys
 import time
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import EarlyStopping, TQDMProgressBar
+from lightning.pytorch.callbacks import Callback
 from torch.utils.data import DataLoader
 
 from cnnlab.config import Config
 from cnnlab.data.bundle import DataBundle, IndexedDataset
-from cnnlab.engine.callbacks import BackboneUnfreeze, RunCheckpoint, RunRecorder, StopRequest
+from cnnlab.engine.callbacks import make_callbacks
 from cnnlab.engine.checkpoint import AtomicCheckpointIO
 from cnnlab.engine.feature_cache import FeatureCache
 from cnnlab.engine.module import ClassifierModule
@@ -33,43 +36,8 @@ from cnnlab.engine.samplers import EpochSampler, ShardSampler
 from cnnlab.errors import ConfigError
 from cnnlab.models.base import CnnClassifier
 
-
-def choose_device(requested: str) -> tuple[str, str]:
-    """(accelerator, why): the first sanity check a user wants to see."""
-    cuda, mps = torch.cuda.is_available(), torch.backends.mps.is_available()
-    if requested == "auto":
-        if cuda:
-            return "cuda", f"CUDA device found: {torch.cuda.get_device_name(0)}"
-        if mps:
-            return "mps", "Apple MPS device found (no CUDA)"
-        return "cpu", f"no CUDA or MPS device found; {torch.get_num_threads()} CPU threads"
-    if requested == "cuda" and not cuda:
-        raise ConfigError(
-            "--device cuda asked for, but no CUDA device is visible; use --device auto"
-        )
-    if requested == "mps" and not mps:
-        raise ConfigError("--device mps asked for, but MPS is not available; use --device auto")
-    return requested, "asked for with --device"
-
-
-def check_accelerator_settings(cfg: Config, accelerator: str) -> list[str]:
-    """Errors for settings this device cannot honour, warnings for slow ones."""
-    if cfg.train.sync_batchnorm and accelerator != "cuda":
-        raise ConfigError(
-            "--sync-batchnorm needs CUDA devices (PyTorch's SyncBatchNorm); drop it on CPU"
-        )
-    return check_precision(cfg.train.precision, accelerator)
-
-
-def check_precision(precision: str, accelerator: str) -> list[str]:
-    if accelerator == "cpu" and precision == "16-mixed":
-        raise ConfigError(
-            "--precision 16-mixed needs a GPU; on a CPU use --precision 32 (or bf16-mixed on CPUs "
-            "with AMX/AVX512-BF16)"
-        )
-    if accelerator == "cpu" and precision == "bf16-mixed":
-        return ["bf16-mixed on a CPU is only faster with AMX/AVX512-BF16; often --precision 32 is"]
-    return []
+if TYPE_CHECKING:
+    from cnnlab.plan import RunPlan
 
 
 class BundleDataModule(L.LightningDataModule):
@@ -140,91 +108,64 @@ def cache_features(cfg: Config) -> bool:
     )
 
 
-def _quiet_lightning() -> None:
-    """Our own per-epoch line says what matters; Lightning's banners and tips do not."""
-    import warnings
-
-    for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
-    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-    # our sampler skips the batches a mid-epoch checkpoint already trained (RunCheckpoint)
-    warnings.filterwarnings("ignore", message=".*your dataloader is not resumable.*")
-    # a frozen backbone is in eval mode on purpose (its BatchNorm statistics stay fixed)
-    warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode.*")
-    # intended: the module normalises uint8 batches on the device, whatever the data module
-    warnings.filterwarnings("ignore", message=".*overridden `on_after_batch_transfer`.*")
-    # torchmetrics already reduced these across ranks in compute()
-    warnings.filterwarnings("ignore", message=".*when logging on epoch level in distributed.*")
-
-
-def strategy_for(cfg: Config, accelerator: str) -> str:
-    t = cfg.train
-    if t.devices == 1 and t.num_nodes == 1:
-        return "auto"
-    launched = any(k in os.environ for k in ("TORCHELASTIC_RUN_ID", "SLURM_NTASKS", "LOCAL_RANK"))
-    if accelerator == "cpu" and not launched:
-        return "ddp_fork"
-    return "ddp"
-
-
 def fit(
-    cfg: Config,
+    plan: RunPlan,
     bundle: DataBundle,
     model: CnnClassifier,
-    run_dir: Path,
     *,
     export_best: Callable[[L.LightningModule, int], None],
-    resume_from: Path | None = None,
-    accelerator: str = "cpu",
     log: Callable[[str], None] = print,
+    callbacks: Sequence[Callback] = (),
 ) -> FitResult:
-    t = cfg.train
-    if accelerator == "cpu":
-        # Denormal floats (tiny gradients and activations) are up to 10x slower on x86 CPUs;
-        # flushing them to zero changes no result that matters and keeps runs deterministic.
-        torch.set_flush_denormal(True)
+    """Train `model` on `bundle` as `plan` says; `callbacks` are the user's own (Lightning ones,
+    or Keras-style ones wrapped by `cnnlab.callbacks`)."""
+    cfg, t = plan.config, plan.config.train
     steps_per_epoch = -(-len(bundle.train) // cfg.data.batch_size)
+    caches = None
+    if cache_features(cfg):
+        bundle = dataclasses.replace(
+            bundle, train=IndexedDataset(bundle.train), val=IndexedDataset(bundle.val)
+        )
+        caches = {"train": FeatureCache(len(bundle.train)), "val": FeatureCache(len(bundle.val))}
+        log("frozen backbone, no augmentation: backbone features are computed once and cached")
+    progress = interactive_output()
     module = ClassifierModule(
         model, cfg.optim, epochs=t.epochs, steps_per_epoch=steps_per_epoch, seed=t.seed,
         class_weights=bundle.class_weights if cfg.data.balance == "weights" else None,
         channels_last=cfg.model.channels_last, batch_transform=bundle.batch_transform,
-        bn_eval=cfg.model.bn_eval,
+        bn_eval=cfg.model.bn_eval, monitor=t.monitor, freeze_backbone=cfg.model.freeze_backbone,
+        feature_caches=caches, progress_bar=progress,
     )  # fmt: skip
-    if cfg.model.freeze_backbone:
-        module.set_backbone_frozen(True)
-        if cache_features(cfg):
-            bundle = dataclasses.replace(
-                bundle, train=IndexedDataset(bundle.train), val=IndexedDataset(bundle.val)
-            )
-            module.feature_caches = {
-                "train": FeatureCache(len(bundle.train)),
-                "val": FeatureCache(len(bundle.val)),
-            }
-            log("frozen backbone, no augmentation: backbone features are computed once and cached")
-    stop = StopRequest()
-    mode = "max" if t.monitor == "val_acc" else "min"
-    early = EarlyStopping(
-        monitor=t.monitor, mode=mode, patience=t.patience if t.early_stopping else 10**9,
-        min_delta=t.min_delta, check_finite=True,
-    )  # fmt: skip
-    recorder = RunRecorder(run_dir, log=log)
-    checkpoint = RunCheckpoint(
-        run_dir, monitor=t.monitor, mode=mode, export_best=export_best,
-        every_n_steps=t.checkpoint_every_n_steps, stop=stop,
-    )  # fmt: skip
-    callbacks = [recorder, early, checkpoint, BackboneUnfreeze(cfg.model.unfreeze_at)]
-    progress = sys.stderr.isatty()
-    _quiet_lightning()
-    if progress:
-        callbacks.append(TQDMProgressBar(leave=False))
-        module._progress_bar = True
-    trainer = L.Trainer(
+    from cnnlab.callbacks import bridge
+
+    run_callbacks = make_callbacks(
+        plan, export_best=export_best, log=log, progress=progress, extra=bridge(list(callbacks))
+    )
+    start = time.perf_counter()
+    with quiet_lightning(), flush_denormal(plan.device.accelerator == "cpu"), run_callbacks.stop:
+        trainer = _trainer(plan, run_callbacks.all, progress, steps_per_epoch)
+        trainer.fit(module, datamodule=BundleDataModule(bundle, cfg), ckpt_path=plan.resume_from)
+    recorder, checkpoint = run_callbacks.recorder, run_callbacks.checkpoint
+    return FitResult(
+        stop_reason=run_callbacks.stop_reason(t.patience),
+        best_epoch=checkpoint.best_epoch,
+        best_score=checkpoint.best_score,
+        epochs_run=len(recorder.history),
+        wall_time_s=time.perf_counter() - start,
+        history=recorder.history,
+    )
+
+
+def _trainer(
+    plan: RunPlan, callbacks: list[Callback], progress: bool, steps_per_epoch: int
+) -> L.Trainer:
+    t = plan.config.train
+    return L.Trainer(
         max_epochs=t.epochs,
-        accelerator=accelerator,
+        accelerator=plan.device.accelerator,
         devices=t.devices,
         num_nodes=t.num_nodes,
-        strategy=strategy_for(cfg, accelerator),
+        strategy=_strategy(plan),
         precision=t.precision,
         callbacks=callbacks,
         plugins=[AtomicCheckpointIO()],
@@ -235,23 +176,73 @@ def fit(
         deterministic=t.deterministic,
         sync_batchnorm=t.sync_batchnorm,
         use_distributed_sampler=False,
-        default_root_dir=str(run_dir),
+        default_root_dir=str(plan.run_dir),
         log_every_n_steps=max(1, steps_per_epoch),
     )
-    start = time.perf_counter()
-    stop.install()
+
+
+def _strategy(plan: RunPlan) -> Any:
+    if plan.device.strategy == "auto":
+        return "auto"
+    from lightning.pytorch.strategies import DDPStrategy
+
+    # a rendezvous that never completes (a node that never starts) ends with an error
+    timeout = dt.timedelta(seconds=int(os.environ.get("CNNLAB_DDP_TIMEOUT", "600")))
+    fork = plan.device.strategy == "ddp_fork"
+    return DDPStrategy(start_method="fork" if fork else "popen", timeout=timeout)
+
+
+def interactive_output() -> bool:
+    """Progress bars on a terminal and in notebooks; plain epoch lines in logs and pipes."""
+    if sys.stderr.isatty():
+        return True
+    shell = sys.modules.get("IPython")
+    ip = shell.get_ipython() if shell is not None and hasattr(shell, "get_ipython") else None
+    return type(ip).__name__ == "ZMQInteractiveShell"
+
+
+@contextlib.contextmanager
+def flush_denormal(enabled: bool) -> Iterator[None]:
+    """Denormal floats (tiny gradients and activations) are up to 10x slower on x86 CPUs;
+    flushing them to zero changes no result that matters and keeps runs deterministic. Scoped:
+    the process-wide flag is off again after training."""
+    if not enabled:
+        yield
+        return
+    torch.set_flush_denormal(True)
     try:
-        trainer.fit(module, datamodule=BundleDataModule(bundle, cfg), ckpt_path=resume_from)
+        yield
     finally:
-        stop.uninstall()
-    reason = "max epochs"
-    if early.stopped_epoch > 0 and t.early_stopping:
-        reason = f"early stop ({t.monitor} did not improve for {t.patience} epochs)"
-    return FitResult(
-        stop_reason=reason,
-        best_epoch=checkpoint.best_epoch,
-        best_score=checkpoint.best_score,
-        epochs_run=len(recorder.history),
-        wall_time_s=time.perf_counter() - start,
-        history=recorder.history,
-    )
+        torch.set_flush_denormal(False)
+
+
+@contextlib.contextmanager
+def quiet_lightning() -> Iterator[None]:
+    """Our own per-epoch line says what matters; Lightning's banners and tips do not. Scoped to
+    the fit: logger levels and warning filters are restored afterwards."""
+    names = ("lightning.pytorch", "lightning.fabric", "lightning")
+    levels = {n: logging.getLogger(n).level for n in names}
+    with warnings.catch_warnings():
+        for name in names:
+            logging.getLogger(name).setLevel(logging.WARNING)
+        for message in QUIET_WARNINGS:
+            warnings.filterwarnings("ignore", message=message)
+        try:
+            yield
+        finally:
+            for name, level in levels.items():
+                logging.getLogger(name).setLevel(level)
+
+
+QUIET_WARNINGS = (
+    ".*LeafSpec.*",
+    ".*does not have many workers.*",
+    # our sampler skips the batches a mid-epoch checkpoint already trained (RunCheckpoint)
+    ".*your dataloader is not resumable.*",
+    # a frozen backbone is in eval mode on purpose (its BatchNorm statistics stay fixed)
+    ".*module\\(s\\) in eval mode.*",
+    # intended: the module normalises uint8 batches on the device, whatever the data module
+    ".*overridden `on_after_batch_transfer`.*",
+    # torchmetrics already reduced these across ranks in compute()
+    ".*when logging on epoch level in distributed.*",
+)

@@ -1,5 +1,6 @@
 """The pictures of a run: learning curves (with learning-rate drops marked) and the confusion
-matrix. matplotlib is imported inside the functions (Agg backend, no display needed)."""
+matrix. matplotlib is imported inside the functions; figures are drawn off-screen with its Figure
+API, so nothing changes pyplot's global state."""
 
 from __future__ import annotations
 
@@ -12,13 +13,19 @@ import numpy as np
 from cnnlab.fsio import write_with
 
 
-def _pyplot():
-    import matplotlib
+def new_figure(figsize: tuple[float, float]) -> Any:
+    """A matplotlib Figure drawn off-screen (Agg), without pyplot: no global backend switch,
+    no figure registry to leak into a user's notebook."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
+    fig = Figure(figsize=figsize)
+    FigureCanvasAgg(fig)
+    return fig
 
-    return plt
+
+def save_figure(fig: Any, path: Path, dpi: int = 100) -> None:
+    write_with(path, lambda tmp: fig.savefig(tmp, dpi=dpi, format="png"))
 
 
 def lr_drop_epochs(history: Sequence[dict[str, Any]]) -> list[int]:
@@ -35,16 +42,16 @@ def plot_curves(
 ) -> None:
     """Accuracy and loss, train vs validation; `mark_lr_drops` for schedules that drop in steps
     (plateau, step), not for smooth decays (cosine, one-cycle) whose every epoch is lower."""
-    plt = _pyplot()
     from matplotlib.ticker import MaxNLocator
 
-    epochs = [h["epoch"] + 1 for h in history]
-    fig, (ax_acc, ax_loss) = plt.subplots(1, 2, figsize=(11, 4))
+    epochs = [h["epoch"] for h in history]
+    fig = new_figure((11, 4))
+    ax_acc, ax_loss = fig.subplots(1, 2)
     for ax, key, label in ((ax_acc, "acc", "accuracy"), (ax_loss, "loss", "loss")):
         ax.plot(epochs, [h[f"train_{key}"] for h in history], "o-", label=f"train {label}")
         ax.plot(epochs, [h[f"val_{key}"] for h in history], "s-", label=f"validation {label}")
         for i, e in enumerate(lr_drop_epochs(history) if mark_lr_drops else []):
-            ax.axvline(e + 0.5, color="grey", ls="--", lw=1, label="lr drop" if i == 0 else None)
+            ax.axvline(e - 0.5, color="grey", ls="--", lw=1, label="lr drop" if i == 0 else None)
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(label)
@@ -55,16 +62,15 @@ def plot_curves(
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    write_with(path, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def plot_confusion(cm: np.ndarray, classes: Sequence[str], path: Path, title: str = "") -> None:
-    plt = _pyplot()
     cm = np.asarray(cm)
     n = len(classes)
     size = max(4.0, 0.55 * n + 2)
-    fig, ax = plt.subplots(figsize=(size + 1, size))
+    fig = new_figure((size + 1, size))
+    ax = fig.subplots()
     rates = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
     im = ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
     fig.colorbar(im, ax=ax, fraction=0.046, label="fraction of the true class")
@@ -80,5 +86,4 @@ def plot_confusion(cm: np.ndarray, classes: Sequence[str], path: Path, title: st
     ax.set_ylabel("true")
     ax.set_title(title or "confusion matrix")
     fig.tight_layout()
-    write_with(path, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
-    plt.close(fig)
+    save_figure(fig, path)

@@ -52,7 +52,7 @@ def write_summary(
         lines += ["|---:|---:|---:|---:|---:|---:|---:|"]
         for h in history:
             lines.append(
-                f"| {h['epoch'] + 1} | {h['train_loss']:.4f} | {h['train_acc']:.4f} | "
+                f"| {h['epoch']} | {h['train_loss']:.4f} | {h['train_acc']:.4f} | "
                 f"{h['val_loss']:.4f} | {h['val_acc']:.4f} | {h['lr']:.3g} | {h['epoch_time_s']:.1f} |"
             )
     if test:
@@ -74,4 +74,4 @@ def write_summary(
 
 
 def _epoch(e: int | None) -> str:
-    return "–" if e is None else str(e + 1)
+    return "–" if e is None else str(e)

@@ -26,9 +26,10 @@ from cnnlab.experiment.results import (
     stop_kind,
     write_results,
 )
-from cnnlab.experiment.runner import available_cpus, run_experiment
+from cnnlab.experiment.runner import available_cpus, describe_plan, run_experiment
 
 __all__ = [
     "Experiment", "ExperimentResult", "RunSpec", "load_experiment", "run_experiment",
     "write_results", "diagnose", "run_label", "mean_std", "available_cpus", "stop_kind",
+    "describe_plan",
 ]  # fmt: skip

@@ -11,8 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from cnnlab import config as C
 from cnnlab import runs
 from cnnlab.errors import ConfigError, suggest
@@ -42,33 +40,6 @@ class Experiment:
 
     def folder(self, runs_dir: str | Path | None = None) -> Path:
         return runs.runs_root(runs_dir) / self.name
-
-    def plan(self, runs_dir: str | Path | None = None, *, rerun_failed: bool = False) -> str:
-        """What a run of this experiment would do, run by run (for --dry-run)."""
-        # the runner and the results import this module, so their helpers come in late
-        from cnnlab.experiment.results import _status
-        from cnnlab.experiment.runner import _action
-
-        folder = self.folder(runs_dir)
-        configs = len({s.label for s in self.runs})
-        lines = [
-            f"experiment '{self.name}' from {self.source}: {len(self.runs)} runs "
-            f"({configs} configurations x {len(self.seeds)} seeds) in {folder}",
-        ]
-        width = max(len(s.name) for s in self.runs)
-        for spec in self.runs:
-            action = _action(spec, folder / spec.name, rerun_failed)
-            if action.startswith("keep"):
-                status = _status(folder / spec.name)
-                action += f": {status.get('error') or status.get('stop_reason') or '?'}"[:100]
-            lines.append(f"  {spec.name:<{width}}  {action}")
-        notes: dict[str, list[str]] = {}
-        for spec in self.runs:
-            for note in C.lint(spec.config):
-                notes.setdefault(note, []).append(spec.label)
-        for note, labels in notes.items():
-            lines.append(f"warning: {note} ({', '.join(dict.fromkeys(labels))})")
-        return "\n".join(lines)
 
 
 def load_experiment(path: str | Path) -> Experiment:
@@ -150,9 +121,9 @@ def _base(base: Any, folder: Path, problems: list[str]) -> dict[str, Any]:
     if isinstance(base, str):
         file = folder / base
         try:
-            base = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
-        except (OSError, yaml.YAMLError) as e:
-            problems.append(f"base config {file} is unreadable ({type(e).__name__})")
+            base = C.read_yaml(file, "base config") or {}
+        except ConfigError as e:
+            problems.append(str(e))
             return {}
         folder = file.parent
     if not isinstance(base, dict):
@@ -245,23 +216,20 @@ def _expand(base, grid, entries, seeds, problems: list[str]) -> list[RunSpec]:
 
 
 def _build_config(base: dict[str, Any], settings: dict[str, Any], seed: int, name: str):
+    """The run's resolved config, checked by the same rules a `cnnlab train` plan applies."""
     from cnnlab.api import resolve_config
-    from cnnlab.models.registry import INIT_SCHEMES, get_model_info
+    from cnnlab.errors import CnnlabError
+    from cnnlab.plan import check_paths, model_info_for, plan_inputs
 
     cfg = C.Config(name=name)
     for key, value in {**base, **settings, "train.seed": seed}.items():
         cfg.set(key, value)
     cfg = resolve_config(cfg)
-    info = get_model_info(cfg.model.name)
-    if cfg.model.pretrained and info.weights is None:
-        raise ConfigError(f"model '{cfg.model.name}' has no pretrained weights in cnnlab")
-    if cfg.model.init not in INIT_SCHEMES:
-        raise ConfigError(f"unknown init '{cfg.model.init}'; choose one of {INIT_SCHEMES}")
-    for key in PATH_KEYS:
-        section, leaf = key.split(".")
-        value = getattr(getattr(cfg, section), leaf)
-        if value is not None and not Path(value).exists():
-            raise ConfigError(f"{key} {value} does not exist")
+    try:
+        check_paths(cfg)
+        plan_inputs(cfg, model_info_for(cfg, fetch=False))
+    except CnnlabError as e:
+        raise ConfigError(str(e)) from None
     return cfg
 
 

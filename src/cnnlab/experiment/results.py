@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from cnnlab.experiment.plan import PATH_KEYS, Experiment, RunSpec
-from cnnlab.fsio import read_json, write_text, write_with
-from cnnlab.runs import read_history
+from cnnlab.fsio import read_json, write_text
+from cnnlab.runs import RunStatus, read_history, try_read_status
 
 
 @dataclass
@@ -24,22 +24,22 @@ class ExperimentResult:
 
     @property
     def finished(self) -> int:
-        return sum(r["status"] == "finished" for r in self.rows)
+        return sum(r["status"] is RunStatus.FINISHED for r in self.rows)
 
     def summary(self) -> str:
         failed = len(self.rows) - self.finished
-        kinds = [r["status"] for r in self.rows if r["status"] != "finished"]
+        kinds = [str(r["status"]) for r in self.rows if r["status"] is not RunStatus.FINISHED]
         words = {"failed": "error"}  # "2 failed (1 diverged, 1 error)", not "1 failed" twice
         detail = ", ".join(f"{kinds.count(k)} {words.get(k, k)}" for k in dict.fromkeys(kinds))
         line = f"{self.finished} finished, {failed} failed" + (f" ({detail})" if detail else "")
-        if "failed" in kinds or "diverged" in kinds:
+        if RunStatus.FAILED in kinds or RunStatus.DIVERGED in kinds:
             line += "; retrain those with --rerun-failed"
         return line
 
 
 def diagnose(status: dict[str, Any], test: dict[str, Any] | None) -> str:
     """A flag for runs whose number hides a broken model (USERS.md: "predicts one class")."""
-    if status.get("status") == "diverged":
+    if _state(status) is RunStatus.DIVERGED:
         return "diverged"
     if not test:
         return ""
@@ -56,20 +56,25 @@ def diagnose(status: dict[str, Any], test: dict[str, Any] | None) -> str:
     return ""
 
 
+def _state(status: dict[str, Any]) -> RunStatus | None:
+    """run.json's status as the enum (records built by hand carry plain strings)."""
+    return RunStatus(status["status"]) if status.get("status") else None
+
+
 def stop_kind(status: dict[str, Any]) -> str:
     """The short why-it-stopped of the table: early stop, max epochs, diverged, failed, ..."""
-    state = status.get("status") or "not run"
-    if state != "finished":
-        return state
+    state = _state(status)
+    if state is not RunStatus.FINISHED:
+        return str(state or "not run")
     reason = status.get("stop_reason") or ""
     return "early stop" if reason.startswith("early stop") else reason or "finished"
 
 
 def run_row(spec: RunSpec, run_dir: Path, keys: list[str] | None = None) -> dict[str, Any]:
-    status = _status(run_dir)
+    status = try_read_status(run_dir)
     history = read_history(run_dir)
     test = val = None
-    if status.get("status") == "finished":
+    if status.get("status") is RunStatus.FINISHED:
         # data without a test split gets val.json instead: good for the diagnosis, but its
         # accuracy chose the best epoch, so it is never shown as a test accuracy
         test = _read_optional(run_dir / "test.json")
@@ -92,20 +97,13 @@ def run_row(spec: RunSpec, run_dir: Path, keys: list[str] | None = None) -> dict
     row.update(
         seed=spec.seed, status=status.get("status") or "not run", stopped=stop_kind(status),
         stop_reason=status.get("stop_reason") or "", best_val_acc=best_val,
-        best_epoch=None if best_epoch is None else best_epoch + 1,  # 1-based, as in the logs
+        best_epoch=best_epoch,
         epochs_run=epochs, test_acc=None if test is None else test.get("accuracy"),
         wall_time_s=wall, s_per_epoch=round(wall / epochs, 2) if wall and epochs else None,
         params=status.get("params"), diagnosis=diagnose(status, test or val),
         error=status.get("error") or "",
     )  # fmt: skip
     return row
-
-
-def _status(run_dir: Path) -> dict[str, Any]:
-    try:
-        return read_json(run_dir / "run.json")
-    except (OSError, ValueError):
-        return {}
 
 
 def _read_optional(path: Path) -> dict[str, Any] | None:
@@ -187,9 +185,10 @@ def markdown_table(exp: Experiment, groups: dict[str, list[dict[str, Any]]]) -> 
     best = max(means, key=means.get) if len(top) > 1 and top[0] > top[1] else None
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for label, rows in groups.items():
-        n_ok = sum(r["status"] == "finished" for r in rows)
+        n_ok = sum(r["status"] is RunStatus.FINISHED for r in rows)
         test = mean_std(tests[label])
-        notes = [r["diagnosis"] or (r["status"] if r["status"] != "finished" else "") for r in rows]
+        notes = [r["diagnosis"] or (str(r["status"]) if r["status"] is not RunStatus.FINISHED else "")
+                 for r in rows]  # fmt: skip
         walls = [r["wall_time_s"] for r in rows if r["wall_time_s"] is not None]
         per_epoch = [r["s_per_epoch"] for r in rows if r["s_per_epoch"] is not None]
         cells = [
@@ -212,7 +211,11 @@ def markdown_table(exp: Experiment, groups: dict[str, list[dict[str, Any]]]) -> 
         f"Accuracies in %, {seeds}; best epoch counts from 1; wall time: the epochs' training + "
         f"validation time{bold}.",
     ]
-    if any(r["status"] == "finished" and r["test_acc"] is None for g in groups.values() for r in g):
+    if any(
+        r["status"] is RunStatus.FINISHED and r["test_acc"] is None
+        for g in groups.values()
+        for r in g
+    ):
         lines += [
             "Runs on data without a test split show no test accuracy (the validation split chose "
             "the best epoch, so its accuracy is optimistic); set data.test_fraction to hold one out."
@@ -223,12 +226,10 @@ def markdown_table(exp: Experiment, groups: dict[str, list[dict[str, Any]]]) -> 
 def plot_results(exp: Experiment, folder: Path, groups: dict[str, list[dict[str, Any]]],
                  path: Path) -> None:  # fmt: skip
     """Validation-accuracy curves (mean over seeds) overlaid, and test accuracy ± std."""
-    import matplotlib
+    from cnnlab.evaluation.plots import new_figure, save_figure
 
-    matplotlib.use("Agg", force=True)  # files only, no display
-    import matplotlib.pyplot as plt
-
-    fig, (ax_curve, ax_bar) = plt.subplots(1, 2, figsize=(13, max(4.0, 0.35 * len(groups) + 2)))
+    fig = new_figure((13, max(4.0, 0.35 * len(groups) + 2)))
+    ax_curve, ax_bar = fig.subplots(1, 2)
     from matplotlib.ticker import MaxNLocator
 
     labels, means, stds = [], [], []
@@ -260,5 +261,4 @@ def plot_results(exp: Experiment, folder: Path, groups: dict[str, list[dict[str,
     ax_bar.set(xlabel="test accuracy", xlim=(0, 1), title="test accuracy (± std over seeds)")
     fig.suptitle(f"experiment {exp.name}")
     fig.tight_layout()
-    write_with(path, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
-    plt.close(fig)
+    save_figure(fig, path)

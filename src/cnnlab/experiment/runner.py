@@ -13,14 +13,42 @@ from typing import Any
 from cnnlab import config as C
 from cnnlab import runs
 from cnnlab.errors import CnnlabError, ConfigError, InterruptedRun
-from cnnlab.experiment.plan import RunSpec, load_experiment
-from cnnlab.experiment.results import ExperimentResult, _status, write_results
+from cnnlab.experiment.plan import Experiment, RunSpec, load_experiment
+from cnnlab.experiment.results import ExperimentResult, write_results
 from cnnlab.fsio import write_text
+from cnnlab.runs import RunStatus, try_read_status
 
 Log = Callable[[str], None]
 # Keys that change speed, not results: a run trained with other values is still the same run.
 NOT_COMPARED = ("name", "train.threads", "data.workers")
-TERMINAL = ("finished", "failed", "diverged")
+TERMINAL = (RunStatus.FINISHED, RunStatus.FAILED, RunStatus.DIVERGED)
+# a stopped experiment marks its unfinished runs interrupted, but never these
+OWN_ENDING = (RunStatus.FINISHED, RunStatus.DIVERGED)
+
+
+def describe_plan(exp: Experiment, runs_dir: str | Path | None = None, *,
+                  rerun_failed: bool = False) -> str:  # fmt: skip
+    """What a run of this experiment would do, run by run (--dry-run)."""
+    folder = exp.folder(runs_dir)
+    configs = len({s.label for s in exp.runs})
+    lines = [
+        f"experiment '{exp.name}' from {exp.source}: {len(exp.runs)} runs "
+        f"({configs} configurations x {len(exp.seeds)} seeds) in {folder}",
+    ]
+    width = max(len(s.name) for s in exp.runs)
+    for spec in exp.runs:
+        action = _action(spec, folder / spec.name, rerun_failed)
+        if action.startswith("keep"):
+            status = try_read_status(folder / spec.name)
+            action += f": {status.get('error') or status.get('stop_reason') or '?'}"[:100]
+        lines.append(f"  {spec.name:<{width}}  {action}")
+    notes: dict[str, list[str]] = {}
+    for spec in exp.runs:
+        for note in C.lint(spec.config):
+            notes.setdefault(note, []).append(spec.label)
+    for note, labels in notes.items():
+        lines.append(f"warning: {note} ({', '.join(dict.fromkeys(labels))})")
+    return "\n".join(lines)
 
 
 def run_experiment(
@@ -64,18 +92,18 @@ def run_experiment(
 def _action(spec: RunSpec, run_dir: Path, rerun_failed: bool) -> str:
     """train | reuse | resume | retrain | keep failed; a finished run whose config differs from
     the experiment's is an error, never silently reported under the new settings."""
-    status = _status(run_dir).get("status")
+    status = try_read_status(run_dir).get("status")
     if status is None:
         return "train"
     changed = _changed_keys(spec.config, run_dir)
-    if changed and status == "finished":
+    if changed and status is RunStatus.FINISHED:
         raise ConfigError(
             f"run {run_dir} was trained with other settings ({', '.join(changed[:4])}); delete "
             f"that folder to retrain it, or give the experiment a new name"
         )
-    if status == "finished":
+    if status is RunStatus.FINISHED:
         return "reuse"
-    if status in ("failed", "diverged"):
+    if status.retrainable:
         return "retrain" if rerun_failed or changed else f"keep {status}"
     # interrupted, or killed while preparing/running: continue from its checkpoint if any
     has_ckpt = any((run_dir / n).exists() for n in ("last.ckpt", "last.prev.ckpt"))
@@ -104,8 +132,9 @@ def _one_line(e: BaseException) -> str:
 
 def _record_failure(run_dir: Path, error: str) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
-    if _status(run_dir).get("status") != "diverged":  # divergence has its own status and reason
-        runs.write_status(run_dir, status="failed", error=error)
+    # divergence has its own status and reason
+    if try_read_status(run_dir).get("status") is not RunStatus.DIVERGED:
+        runs.write_status(run_dir, RunStatus.FAILED, error=error)
 
 
 def _run_inprocess(spec: RunSpec, folder: Path, action: str, log: Log) -> None:
@@ -127,9 +156,9 @@ def _run_inprocess(spec: RunSpec, folder: Path, action: str, log: Log) -> None:
                 api.train(spec.config, name=spec.name, runs_dir=folder,
                           force=action == "retrain", log=tee)  # fmt: skip
         except (KeyboardInterrupt, InterruptedRun):
-            # Ctrl-C while preparing leaves "failed" behind; it is no failure of the run's own
-            if _status(run_dir).get("status") not in ("finished", "diverged"):
-                runs.write_status(run_dir, status="interrupted")
+            # Ctrl-C is no failure of the run's own
+            if try_read_status(run_dir).get("status") not in OWN_ENDING:
+                runs.write_status(run_dir, RunStatus.INTERRUPTED)
             raise
         except Exception as e:  # one bad run must not end the experiment
             tee(f"run failed: {_one_line(e)}")
@@ -169,8 +198,8 @@ def _run_parallel(todo: list[tuple[RunSpec, str]], folder: Path, n: int, log: Lo
                 proc.kill()
                 proc.wait()
             # stopped by us, not failed: a re-run resumes or restarts it
-            if _status(folder / spec.name).get("status") not in ("finished", "diverged"):
-                runs.write_status(folder / spec.name, status="interrupted")
+            if try_read_status(folder / spec.name).get("status") not in OWN_ENDING:
+                runs.write_status(folder / spec.name, RunStatus.INTERRUPTED)
         raise
 
 
@@ -193,9 +222,9 @@ def _start(spec: RunSpec, folder: Path, action: str, threads: int) -> subprocess
 
 
 def _finish(proc: subprocess.Popen, run_dir: Path) -> str:
-    status = _status(run_dir).get("status")
-    if proc.returncode == 0 or status in TERMINAL or status == "interrupted":
-        return status or "unknown"
+    status = try_read_status(run_dir).get("status")
+    if proc.returncode == 0 or status in TERMINAL or status is RunStatus.INTERRUPTED:
+        return str(status or "unknown")
     errors = [ln for ln in _tail(run_dir / "train.log") if ln.startswith("error:")]
     error = errors[-1][len("error:") :].strip() if errors else f"exit code {proc.returncode}"
     _record_failure(run_dir, error)
