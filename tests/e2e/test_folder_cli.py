@@ -55,7 +55,7 @@ def test_train_evaluate_predict_on_a_folder(photos, tmp_path, capsys):
     own = {n: (run / n).stat().st_mtime_ns for n in ("test.json", "val.json", "summary.md")}
     assert main(["evaluate", str(run), "--data", str(photos), "--json"]) == 0
     other = json.loads(capsys.readouterr().out)
-    assert other["samples"] == 38  # 40 files, 2 skipped; no split carved out
+    assert other["samples"] == 40  # every good image (20 + 20; 2 bad files skipped), no split
     reports = list((run / "evaluations").glob("*/test.json"))
-    assert len(reports) == 1 and json.loads(reports[0].read_text())["samples"] == 38
+    assert len(reports) == 1 and json.loads(reports[0].read_text())["samples"] == 40
     assert {n: (run / n).stat().st_mtime_ns for n in own} == own

@@ -25,7 +25,8 @@ def user_bundle(
     train, val, test = (_dataset(d, cfg, name) for d, name in
                         ((train, "train_data"), (val, "val_data"), (test, "test_data")))  # fmt: skip
     y_train = targets(train)
-    num_classes = int(max(y_train.max(), *(targets(d).max() for d in (val, test) if d))) + 1
+    others = [int(targets(d).max()) for d in (val, test) if d is not None]
+    num_classes = max([int(y_train.max()), *others]) + 1
     names = list(classes) if classes is not None else _names(train, num_classes)
     if len(names) < num_classes:
         raise ConfigError(
@@ -49,7 +50,8 @@ def user_bundle(
         )
     c, h, w = (int(v) for v in x0.shape)
     counts = {s: np.bincount(targets(d), minlength=len(names)).tolist()
-              for s, d in (("train", train), ("val", val), ("test", test)) if d is not None}  # fmt: skip
+              for s, d in (("train", train), ("val", val), ("test", test))
+              if d is not None}  # fmt: skip
     return DataBundle(
         classes=names,
         train=train,
