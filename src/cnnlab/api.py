@@ -300,6 +300,7 @@ def summary(
     `num_classes`, the head has the classes of the model's home data set: 1000 (ImageNet) for
     the classic models, 10 for the small ones made for Fashion-MNIST."""
     from cnnlab.models import create_model, get_model_info
+    from cnnlab.models.catalog import build_for_counting
     from cnnlab.models.summary import summarize
 
     info = get_model_info(model)
@@ -307,10 +308,12 @@ def summary(
         input_shape = (info.in_chans, info.default_input, info.default_input)
     if num_classes is None:
         num_classes = 1000 if info.default_input >= 64 else 10
-    net = create_model(
-        model, num_classes=num_classes, in_chans=input_shape[0], input_size=input_shape[1],
-        pretrained=pretrained,
-    )  # fmt: skip
+    c, size = input_shape[0], input_shape[1]
+    if pretrained:  # the real weights (frozen layers show as non-trainable)
+        net = create_model(model, num_classes=num_classes, in_chans=c, input_size=size,
+                           pretrained=True)  # fmt: skip
+    else:
+        net = build_for_counting(model, num_classes, size, c)
     return summarize(net, input_shape)
 
 

@@ -187,3 +187,17 @@ def test_frozen_params_are_non_trainable() -> None:
     model[0].requires_grad_(False)
     s = summarize(model, (1, 8, 10))
     assert s.trainable_params == 531 and s.non_trainable_params == 40
+
+
+def test_cli_summary_takes_the_class_count_from_context_and_states_the_variant(capsys):
+    from cnnlab.cli import main
+
+    assert main(["summary", "smallcnn"]) == 0
+    out = capsys.readouterr().out
+    # 140,458 = smallcnn with the 10 Fashion-MNIST classes, as the README says
+    assert "Total params: 140,458" in out and "Classes: 10" in out
+    assert main(["summary", "resnet18", "--input", "32"]) == 0
+    out = capsys.readouterr().out
+    assert "Variant: CIFAR-style stem" in out and "Classes: 1000" in out
+    # torchvision's 11,689,512 less conv1's 7x7 -> 3x3 change (3 in, 64 out channels)
+    assert f"Total params: {11_689_512 - 3 * 64 * (7 * 7 - 3 * 3):,}" in out

@@ -29,7 +29,9 @@ COLUMNS = {  # row key -> Markdown header
 }
 
 
-def _build(name: str, num_classes: int, input_size: int, in_chans: int) -> Any:
+def build_for_counting(name: str, num_classes: int, input_size: int, in_chans: int) -> Any:
+    """The model on the meta device (shapes only, no memory, no init time) when its builder
+    allows it: enough for parameter counts, output shapes and FLOPs."""
     try:
         with torch.device("meta"):
             return create_model(
@@ -60,7 +62,7 @@ def model_row(name: str, input_size: int = 224, num_classes: int = 1000) -> dict
         "variant": "",
     }
     try:
-        model = _build(name, num_classes, input_size, info.in_chans)
+        model = build_for_counting(name, num_classes, input_size, info.in_chans)
     except ConfigError as e:
         return row | {"variant": f"not available: {e}"}
     flops = count_flops(model, (info.in_chans, input_size, input_size))
