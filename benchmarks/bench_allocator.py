@@ -13,12 +13,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
 import sys
 import time
+
+from common import cpu_model
 
 WORKLOADS = {
     # name: (model, input (C, S), batch, mode)
@@ -96,11 +97,7 @@ def main() -> None:
         print(json.dumps(child(args.child, args.tuned, args.steps, args.threads)))
         return
     steps = {"smallcnn train": 30, "Lite0 frozen pass": 8, "Lite0 train step": 6}
-    cpu = next(
-        (ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if "model name" in ln),
-        platform.processor(),
-    )
-    print(f"CPU: {cpu}, {os.cpu_count()} vCPUs; {args.threads} threads; median of {args.repeat}")
+    print(f"CPU: {cpu_model()}; {args.threads} threads; median of {args.repeat}")
     print("| workload | default img/s | tuned img/s | ratio | minor faults/step default → tuned "
           "| max RSS MB default → tuned |")  # fmt: skip
     print("|---|---:|---:|---:|---:|---:|")

@@ -1,0 +1,116 @@
+"""Folded BatchNorm: the same features as the eval-mode original, for every family with BN."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from cnnlab.models.fold import FoldError, find_conv_bn_pairs, fold_into, inference_copy
+from cnnlab.models.registry import create_model, get_model_info, list_models
+
+# the smallest model of each family that has BatchNorm (alexnet and plain VGG have none)
+ONE_PER_FAMILY = {
+    "smallcnn": ("smallcnn", 1, 28),
+    "vgg": ("vgg11_bn", 3, 32),
+    "resnet": ("resnet50", 3, 64),  # bottlenecks and a downsample branch
+    "inception": ("inception_v3", 3, 75),
+    "mobilenet": ("mobilenet_v3_small", 3, 64),  # hardswish, squeeze-excitation
+    "efficientnet": ("efficientnet_lite0", 3, 224),  # timm BatchNormAct2d, TF-SAME convs
+    "senet": ("seresnet50", 3, 64),
+}
+
+
+def _randomise_statistics(model: nn.Module, seed: int = 0) -> None:
+    """Fresh BatchNorm layers are the identity (mean 0, var 1, gamma 1, beta 0): make every one
+    a real affine map, as after training, so that a wrong fold cannot pass by accident."""
+    g = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            c = m.num_features
+            m.running_mean.copy_(torch.randn(c, generator=g) * 0.3)
+            m.running_var.copy_(torch.rand(c, generator=g) * 1.5 + 0.25)
+            if m.affine:
+                m.weight.data.copy_(torch.rand(c, generator=g) + 0.5)
+                m.bias.data.copy_(torch.randn(c, generator=g) * 0.2)
+
+
+def test_every_family_with_batchnorm_is_covered():
+    families = set()
+    for name in list_models():
+        model = create_model(name, num_classes=2, input_size=32)  # small builds are quick
+        if any(isinstance(m, nn.BatchNorm2d) for m in model.modules()):
+            families.add(get_model_info(name).family)
+    assert families == set(ONE_PER_FAMILY)
+
+
+@pytest.mark.parametrize("family", sorted(ONE_PER_FAMILY))
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_folded_features_equal_unfolded(family, memory_format):
+    name, chans, size = ONE_PER_FAMILY[family]
+    torch.manual_seed(0)
+    model = create_model(name, num_classes=3, in_chans=chans, input_size=size)
+    with torch.no_grad():
+        _randomise_statistics(model)
+    model.train()  # as a module being trained is; the copy must not change that
+    backbone = model.backbone
+    x = torch.randn(4, chans, size, size)
+    fast = inference_copy(backbone, x[:2], memory_format=memory_format)
+    assert model.training and backbone.training
+    n_bn = sum(isinstance(m, nn.BatchNorm2d) for m in backbone.modules())
+    left = sum(isinstance(m, nn.BatchNorm2d) for m in fast.modules())
+    assert n_bn > 0 and left < n_bn
+    if family != "inception":  # torchvision's Inception keeps nothing but conv+BN pairs too
+        assert left == 0, f"{left} of {n_bn} BatchNorm layers not folded"
+    backbone.eval()
+    with torch.inference_mode():
+        expected = backbone(x)
+        got = fast(x.contiguous(memory_format=memory_format))
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-4)
+    assert not any(p.requires_grad for p in fast.parameters())
+
+
+def test_fold_arithmetic_by_hand():
+    conv = nn.Conv2d(1, 2, 1, bias=True)
+    bn = nn.BatchNorm2d(2, eps=0.0).eval()
+    with torch.no_grad():
+        conv.weight.copy_(torch.tensor([2.0, -1.0]).view(2, 1, 1, 1))
+        conv.bias.copy_(torch.tensor([1.0, 0.5]))
+        bn.running_mean.copy_(torch.tensor([3.0, 0.5]))
+        bn.running_var.copy_(torch.tensor([4.0, 0.25]))  # std 2 and 0.5
+        bn.weight.copy_(torch.tensor([1.0, 3.0]))
+        bn.bias.copy_(torch.tensor([0.0, -1.0]))
+    fold_into(conv, bn)
+    # channel 0: scale 1/2 -> w 1, b (1 - 3)/2 + 0 = -1; channel 1: scale 6 -> w -6, b 0 - 1 = -1
+    assert conv.weight.flatten().tolist() == [1.0, -6.0]
+    assert conv.bias.tolist() == [-1.0, -1.0]
+
+
+class _SkipsPreNorm(nn.Module):
+    """The conv output feeds the BatchNorm and a skip connection: folding would change the skip,
+    so no pair may be folded here."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 3, 3, padding=1)
+        self.bn = nn.BatchNorm2d(3)
+
+    def forward(self, x):
+        y = self.conv(x)
+        return self.bn(y) + y
+
+
+def test_a_conv_output_used_elsewhere_raises_instead_of_returning_a_wrong_network():
+    model = _SkipsPreNorm()
+    with torch.no_grad():
+        _randomise_statistics(model)
+    x = torch.randn(2, 3, 8, 8)
+    assert find_conv_bn_pairs(model.eval(), x) != []  # the probe alone cannot tell
+    with pytest.raises(FoldError, match="changed"):
+        inference_copy(model, x)
+
+
+def test_shared_modules_are_not_folded():
+    conv, bn = nn.Conv2d(3, 3, 1), nn.BatchNorm2d(3)
+    twice = nn.Sequential(conv, bn, conv, bn).eval()
+    assert find_conv_bn_pairs(twice, torch.randn(1, 3, 4, 4)) == []
