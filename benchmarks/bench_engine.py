@@ -44,7 +44,11 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
 HERE = Path(__file__).resolve().parent
-HYMENOPTERA = HERE.parents[1] / "shared" / "datasets" / "hymenoptera"
+# shared/ sits beside the main checkout (../shared) or beside the worktrees folder (../../shared)
+HYMENOPTERA = next(
+    (p / "shared/datasets/hymenoptera" for p in HERE.parents[1:3] if (p / "shared").is_dir()),
+    HERE.parents[1] / "shared/datasets/hymenoptera",
+)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -22,7 +22,11 @@ from pathlib import Path
 import cnnlab
 
 HERE = Path(__file__).resolve().parent
-ANTS = HERE.parents[1] / "shared" / "datasets" / "hymenoptera"
+# shared/ sits beside the main checkout (../shared) or beside the worktrees folder (../../shared)
+ANTS = next(
+    (p / "shared/datasets/hymenoptera" for p in HERE.parents[1:3] if (p / "shared").is_dir()),
+    HERE.parents[1] / "shared/datasets/hymenoptera",
+)
 
 BASE = dict(model="efficientnet_lite0", pretrained=True, batch_size=32, seed=0, threads=2)
 RECIPES = {

@@ -28,10 +28,10 @@ def inference_encoder(
     backbone: nn.Module, example: torch.Tensor, *, channels_last: bool
 ) -> Encoder:
     """The frozen backbone as a fast function of a batch: folded, eval, inference mode."""
-    from cnnlab.models.fold import inference_copy
+    from cnnlab.models.fold import fast_eval_copy
 
     fmt = torch.channels_last if channels_last else torch.contiguous_format
-    fast = inference_copy(backbone, example, memory_format=fmt)
+    fast = fast_eval_copy(backbone, example, memory_format=fmt)
 
     def encode(x: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode():

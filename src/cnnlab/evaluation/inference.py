@@ -7,7 +7,6 @@ The copy is checked against the model on the first batch; the caller's model is 
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Iterable
 
 import numpy as np
@@ -20,16 +19,10 @@ def inference_model(
     model: nn.Module, example: torch.Tensor, *, channels_last: bool = True
 ) -> Callable[[torch.Tensor], torch.Tensor]:
     """A function batch -> logits computing what `model.eval()` computes, faster."""
-    import copy
-
-    from cnnlab.models.fold import FoldError, inference_copy
+    from cnnlab.models.fold import fast_eval_copy
 
     fmt = torch.channels_last if channels_last else torch.contiguous_format
-    try:
-        fast = inference_copy(model, example[:2], memory_format=fmt)
-    except FoldError as e:  # never a wrong answer: the unfolded model is slower, not wrong
-        warnings.warn(f"{e}; evaluating without folding", stacklevel=2)
-        fast = copy.deepcopy(model).eval().to(memory_format=fmt)
+    fast = fast_eval_copy(model, example[:2], memory_format=fmt)
 
     def run(x: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode():

@@ -133,12 +133,14 @@ def inference_copy(
     example: torch.Tensor,
     *,
     memory_format: torch.memory_format = torch.contiguous_format,
-    atol: float = 1e-4,
+    rtol: float = 1e-3,
 ) -> nn.Module:
     """A frozen eval-mode copy of `model` with BatchNorm folded, checked on `example`.
 
     `model` is left as it was (mode, weights, gradients). `example` is a batch of the inputs
-    the copy will see (its values do not matter, its shape and dtype do)."""
+    the copy will see (its values do not matter, its shape and dtype do). The check catches
+    structural mistakes (errors of the order of the outputs); float rounding differs between
+    the two by about 1e-5 of the outputs' scale (tests/models/test_fold.py: within 1e-4)."""
     fast = copy.deepcopy(model).eval().to(memory_format=memory_format)
     for p in fast.parameters():
         p.requires_grad_(False)
@@ -148,12 +150,28 @@ def inference_copy(
     fold_batchnorm_(fast, example)
     with torch.inference_mode():
         got = fast(example)
-    # absolute tolerance on features of order 1, relative on larger ones
     err = (got - expected).abs().max().item()
-    bound = atol * max(1.0, expected.abs().max().item())
+    bound = rtol * max(1.0, expected.abs().max().item())
     if not err <= bound:
         raise FoldError(
             f"folding BatchNorm changed {type(model).__name__}'s outputs by {err:.3g} "
             f"(> {bound:.3g}); use the model unfolded and report this"
         )
     return fast
+
+
+def fast_eval_copy(
+    model: nn.Module, example: torch.Tensor, *, memory_format: torch.memory_format
+) -> nn.Module:
+    """`inference_copy`, or, should folding ever fail its check, the unfolded eval copy (slower,
+    never wrong) with a warning."""
+    import warnings
+
+    try:
+        return inference_copy(model, example, memory_format=memory_format)
+    except FoldError as e:
+        warnings.warn(f"{e}; running unfolded", stacklevel=2)
+        fast = copy.deepcopy(model).eval().to(memory_format=memory_format)
+        for p in fast.parameters():
+            p.requires_grad_(False)
+        return fast
