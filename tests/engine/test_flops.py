@@ -25,7 +25,7 @@ def _real_step_flops(model: nn.Module, x: torch.Tensor, counter: FlopCounterMode
 
 @pytest.mark.parametrize(
     ("name", "chans", "size"),
-    [("smallcnn", 1, 28), ("resnet18", 3, 32), ("vgg11", 3, 32), ("alexnet", 3, 32)],
+    [("smallcnn_dense", 1, 28), ("resnet18", 3, 32), ("vgg11", 3, 32), ("alexnet", 3, 32)],
 )
 def test_equals_torchs_flop_counter_on_a_real_training_step(name, chans, size):
     # dense convolutions only: torch's own counter is right for these
@@ -36,11 +36,24 @@ def test_equals_torchs_flop_counter_on_a_real_training_step(name, chans, size):
     assert train_flops_per_image(model, (chans, size, size)) == expected
 
 
-def test_smallcnn_by_hand():
+@pytest.mark.parametrize(
+    ("name", "chans", "size"),
+    [("smallcnn", 1, 28), ("mobilenet_v2", 3, 32), ("efficientnet_lite0", 3, 64)],
+)
+def test_equals_the_corrected_counter_on_a_real_step_with_depthwise_convs(name, chans, size):
+    torch.manual_seed(0)
+    model = create_model(name, num_classes=10, in_chans=chans, input_size=size).train()
+    x = torch.randn(2, chans, size, size)
+    assert train_flops_per_image(model, (chans, size, size)) == _real_step_flops(
+        model, x, flop_counter()
+    )
+
+
+def test_smallcnn_dense_by_hand():
     # forward MACs per image: 28x28 convs 1->32 and 32->32, 14x14 32->64 and 64->64, 7x7 64->128
     macs = 28 * 28 * 9 * (1 * 32 + 32 * 32) + 14 * 14 * 9 * (32 * 64 + 64 * 64)
     macs += 7 * 7 * 9 * 64 * 128 + 128 * 10
-    model = create_model("smallcnn", num_classes=10)
+    model = create_model("smallcnn_dense", num_classes=10)
     assert forward_flops_per_image(model, (1, 28, 28)) == 2 * macs
     # backward: the input gradient of every layer but the first (nothing needs the image's
     # gradient) and every weight gradient, each as costly as the forward
