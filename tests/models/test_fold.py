@@ -86,7 +86,11 @@ def test_folded_features_equal_unfolded(family, memory_format):
     with torch.inference_mode():
         expected = backbone(x)
         got = fast(x.contiguous(memory_format=memory_format))
-    torch.testing.assert_close(got, expected, rtol=0, atol=1e-4)
+    # within 1e-4 of the features' scale: absolute for features of order 1 (all but one
+    # family here); randomly initialised Inception's reach 15, and its own float32 rounding
+    # (unfolded, against float64) is 6e-4 there
+    scale = max(1.0, expected.abs().max().item())
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-4 * scale)
     assert not any(p.requires_grad for p in fast.parameters())
     # and folding costs no accuracy: both are as far from a float64 evaluation
     with torch.inference_mode():
