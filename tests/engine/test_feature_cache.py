@@ -58,3 +58,22 @@ def test_without_a_backbone_the_given_function_computes_each_sample_once():
     assert seen == [5, 3]
     with torch.no_grad():
         torch.testing.assert_close(out, backbone(x[3:]))
+
+
+def test_fill_computes_every_sample_up_front_in_order():
+    from torch.utils.data import TensorDataset
+
+    backbone = _backbone()
+    x = torch.randint(0, 256, (9, 1, 28, 28), dtype=torch.uint8)
+    data = TensorDataset(x, torch.zeros(9))
+    cache = FeatureCache(9, backbone=backbone)
+    cache.fill(data, batch_size=4, transform=lambda b: b.float() / 255.0)
+    assert cache.complete
+
+    def never(batch):
+        raise AssertionError("filled samples are not recomputed")
+
+    out = cache.lookup(x.float() / 255.0, torch.arange(9), never)
+    with torch.no_grad():
+        expected = backbone(x.float() / 255.0)
+    torch.testing.assert_close(out, expected, rtol=0, atol=1e-4)

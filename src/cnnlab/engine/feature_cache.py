@@ -11,6 +11,7 @@ made at the first lookup, after a resumed run has restored its weights, and chec
 backbone on that first batch.
 
     cache = FeatureCache(len(train), backbone=model.backbone, channels_last=True)
+    cache.fill(train, batch_size=64, transform=bundle.batch_transform)  # optional, up front
     features = cache.lookup(x, idx, compute)   # compute: the fallback without a backbone
 """
 
@@ -20,6 +21,7 @@ from collections.abc import Callable
 
 import torch
 from torch import nn
+from torch.utils.data import DataLoader, Dataset
 
 Encoder = Callable[[torch.Tensor], torch.Tensor]
 
@@ -77,6 +79,28 @@ class FeatureCache:
             self.features[idx[missing]] = fresh
             self.filled[idx[missing]] = True
         return self.features[idx]
+
+    def fill(
+        self,
+        dataset: Dataset,
+        *,
+        batch_size: int = 64,
+        transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        """Compute every sample's features up front, in inference batches of `batch_size`
+        (larger than a training batch: 1.30x vs 1.21x the best plain loop at 64 vs 32 for
+        Lite0, benchmarks/RESULTS.md). Items are (x, y, ...); `transform` is the data's batch
+        transform (uint8 -> normalised float), applied on `device`."""
+        if self._backbone is None:
+            raise ValueError("FeatureCache.fill needs the backbone (FeatureCache(n, backbone=...))")
+        start = 0
+        for x, *_ in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+            x = x.to(device)
+            x = transform(x) if transform is not None else x
+            idx = torch.arange(start, start + len(x), device=device)
+            self.lookup(x, idx, lambda b: b)  # the fallback is unused with a backbone
+            start += len(x)
 
     @property
     def complete(self) -> bool:
