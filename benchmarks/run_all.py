@@ -15,8 +15,14 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-HYMENOPTERA = HERE.parents[1] / "shared" / "datasets" / "hymenoptera"
+# shared/ sits beside the main checkout (../shared) or beside the worktrees folder (../../shared)
+HYMENOPTERA = next(
+    (p / "shared/datasets/hymenoptera" for p in HERE.parents[1:3] if (p / "shared").is_dir()),
+    HERE.parents[1] / "shared/datasets/hymenoptera",
+)
 BENCHES = {
+    "engine": ["bench_engine.py"],  # the engine vs a plain loop, every workload (~10 min)
+    "budget": ["bench_fashion_budget.py", "--recipe", "budget4"],
     "fashion": ["bench_fashion.py"],
     "folder": ["bench_folder.py", "--workers", "0", "2", "--repeat", "3"],
     "transfer": ["bench_transfer.py", "--data", str(HYMENOPTERA)],

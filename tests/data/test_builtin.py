@@ -60,3 +60,27 @@ def test_persistent_workers_see_each_new_epoch():
     main, workers = batches(0), batches(2)
     assert all(np.array_equal(a, b) for a, b in zip(main, workers, strict=True))
     assert not np.array_equal(main[0], main[2])  # epoch 1 differs from epoch 0
+
+
+@pytest.mark.parametrize("shift", [None, 0, 2])
+@pytest.mark.parametrize("input_size", [(1, 28, 28), (3, 28, 28), (3, 32, 32)])
+def test_a_batch_is_bitwise_the_items_one_by_one(shift, input_size):
+    import torch
+    from torch.utils.data import DataLoader
+
+    rng = np.random.default_rng(2)
+    images = rng.integers(0, 255, (40, 28, 28), dtype=np.uint8)
+    labels = rng.integers(0, 10, 40)
+    c = input_size[0]
+    spec = PreprocessSpec(input_size=input_size, mean=(0.3,) * c, std=(0.2,) * c)
+    ds = ArrayImageDataset(images, labels, spec, shift=shift, seed=5)
+    ds.set_epoch(2)
+    idx = [7, 0, 39, 7, 12, 3]
+    batch = ds.__getitems__(idx)
+    for i, (x, y) in zip(idx, batch, strict=True):
+        ref_x, ref_y = ds[i]
+        assert torch.equal(x, ref_x) and y == ref_y
+    # and the DataLoader takes the batched path with the same result
+    loader = DataLoader(ds, batch_size=16)
+    one_by_one = torch.stack([ds[i][0] for i in range(16)])
+    assert torch.equal(next(iter(loader))[0], one_by_one)

@@ -3,6 +3,16 @@
 With a frozen backbone (weights fixed, BatchNorm in eval mode) and no augmentation, a sample's
 features never change, so every epoch after the first only trains the head on cached vectors:
 the expensive backbone forward runs once per image for the whole run.
+
+That one pass is pure inference, so it runs on an inference copy of the backbone when one is
+given (`backbone=`): BatchNorm folded into the convolutions (models/fold.py), parameters
+without gradients, under `torch.inference_mode`, in the memory format asked for. The copy is
+made at the first lookup, after a resumed run has restored its weights, and checked against the
+backbone on that first batch.
+
+    cache = FeatureCache(len(train), backbone=model.backbone, channels_last=True)
+    cache.fill(train, batch_size=64, transform=bundle.batch_transform)  # optional, up front
+    features = cache.lookup(x, idx, compute)   # compute: the fallback without a backbone
 """
 
 from __future__ import annotations
@@ -10,29 +20,87 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+Encoder = Callable[[torch.Tensor], torch.Tensor]
+
+
+def inference_encoder(
+    backbone: nn.Module, example: torch.Tensor, *, channels_last: bool
+) -> Encoder:
+    """The frozen backbone as a fast function of a batch: folded, eval, inference mode."""
+    from cnnlab.models.fold import fast_eval_copy
+
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    fast = fast_eval_copy(backbone, example, memory_format=fmt)
+
+    def encode(x: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            return fast(x.contiguous(memory_format=fmt))
+
+    return encode
 
 
 class FeatureCache:
-    def __init__(self, n: int) -> None:
+    def __init__(
+        self, n: int, *, backbone: nn.Module | None = None, channels_last: bool = False
+    ) -> None:
         self.n = n
         self.features: torch.Tensor | None = None  # (n, F), on the model's device
         self.filled: torch.Tensor | None = None  # (n,) bool
+        self._backbone = backbone
+        self._channels_last = channels_last
+        self._encoder: Encoder | None = None
 
-    def lookup(
-        self, x: torch.Tensor, idx: torch.Tensor, compute: Callable[[torch.Tensor], torch.Tensor]
-    ) -> torch.Tensor:
+    def _encode(self, x: torch.Tensor, compute: Encoder) -> torch.Tensor:
+        if self._backbone is None:
+            with torch.no_grad():
+                return compute(x)
+        if self._encoder is None:
+            # two samples are enough to check the fold; the batch's shape is what runs later
+            self._encoder = inference_encoder(
+                self._backbone, x[:2], channels_last=self._channels_last
+            )
+        # an inference tensor cannot be saved for backward; the cache copies it anyway
+        return self._encoder(x)
+
+    def lookup(self, x: torch.Tensor, idx: torch.Tensor, compute: Encoder) -> torch.Tensor:
         """Features for the batch; computes (and stores) only the ones not seen yet."""
         if self.filled is None:
             self.filled = torch.zeros(self.n, dtype=torch.bool, device=idx.device)
         missing = ~self.filled[idx]
         if missing.any():
-            with torch.no_grad():
-                fresh = compute(x[missing])
+            fresh = self._encode(x[missing], compute)
             if self.features is None:
-                self.features = fresh.new_zeros((self.n, fresh.shape[1]))
+                self.features = torch.zeros(
+                    (self.n, fresh.shape[1]), dtype=fresh.dtype, device=fresh.device
+                )
             self.features[idx[missing]] = fresh
             self.filled[idx[missing]] = True
         return self.features[idx]
+
+    def fill(
+        self,
+        dataset: Dataset,
+        *,
+        batch_size: int = 64,
+        transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        """Compute every sample's features up front, in inference batches of `batch_size`
+        (larger than a training batch: 1.30x vs 1.21x the best plain loop at 64 vs 32 for
+        Lite0, benchmarks/RESULTS.md). Items are (x, y, ...); `transform` is the data's batch
+        transform (uint8 -> normalised float), applied on `device`."""
+        if self._backbone is None:
+            raise ValueError("FeatureCache.fill needs the backbone (FeatureCache(n, backbone=...))")
+        start = 0
+        for x, *_ in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+            x = x.to(device)
+            x = transform(x) if transform is not None else x
+            idx = torch.arange(start, start + len(x), device=device)
+            self.lookup(x, idx, lambda b: b)  # the fallback is unused with a backbone
+            start += len(x)
 
     @property
     def complete(self) -> bool:

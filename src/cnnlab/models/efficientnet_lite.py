@@ -27,6 +27,7 @@ from cnnlab.errors import CheckpointError
 from cnnlab.models.base import CnnClassifier
 from cnnlab.models.hub_weights import imagenet_categories
 from cnnlab.models.registry import register_model
+from cnnlab.models.same_padding import replace_same_convs
 from cnnlab.models.spec import PreprocessSpec, WeightsSpec
 from cnnlab.models.weights_io import map_state_by_order, safe_torch_load, sha256_file
 
@@ -89,6 +90,9 @@ def build_efficientnet_lite(
         drop_rate=0.0,
         drop_path_rate=drop_path_rate,  # TF trained with drop-connect 0.2; off by default here
     )
+    # timm pads stride-2 convs by copying the input (F.pad); ours gives the same outputs without
+    # the copy for the depthwise ones (models/same_padding.py)
+    replace_same_convs(net)
     variant = ""
     if input_size < SMALL_INPUT:
         # Same tensors (pretrained weights still load), one stride fewer: total stride 16, so a

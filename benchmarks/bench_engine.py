@@ -1,0 +1,427 @@
+"""cnnlab's engine vs a plain PyTorch loop, side by side, per workload; `make bench` runs it.
+
+For each workload both loops get the same model (a copy of the same initial weights), the same
+dataset and DataLoader settings, batch size and thread count, and run interleaved in this one
+process (engine, plain, engine, plain, ...); the table gives the best time of each and the
+ratio plain / engine (above 1: the engine is faster). GFLOP/s are counted with FlopCounterMode
+(cnnlab.engine.flops) and set against a matmul and a conv peak measured in the same run.
+
+    flock /tmp/cnnlab-cpu.lock .venv/bin/python benchmarks/bench_engine.py            # all
+    .venv/bin/python benchmarks/bench_engine.py --only smallcnn lite0-frozen --repeat 2
+
+Workloads (train: epochs of train + validation, as `fit` runs them; the engine's whole `fit`
+call also includes its Trainer set-up and checkpoint writes, reported separately):
+  smallcnn       Fashion-MNIST 28 px, batch 128, 2 epochs of 2,560 train + 640 val images
+  resnet18/50    64 px synthetic images (random, in memory), batch 32/16
+  vgg16          64 px synthetic, batch 8
+  lite0-frozen   EfficientNet-Lite0 224 px, ImageNet weights, frozen backbone, no augmentation:
+                 the engine's first epoch (the feature pass over train + val) vs a plain
+                 inference loop over the same photos, NCHW and channels_last, and vs
+                 cnnlab's inference encoder (folded BatchNorm, engine/feature_cache.py)
+  lite0-finetune all layers trained, light augmentation, batch 16
+  lite0-eval     `predict_logits` (what `cnnlab evaluate` runs) vs a plain inference loop
+  lite0-predict  `cnnlab.predict` on image files vs one batched plain loop over the same files
+Photos: ../shared/datasets/hymenoptera when present, else generated JPEGs (the same for both
+loops either way).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from common import cpu_model, measure_peaks
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Subset
+
+HERE = Path(__file__).resolve().parent
+# shared/ sits beside the main checkout (../shared) or beside the worktrees folder (../../shared)
+HYMENOPTERA = next(
+    (p / "shared/datasets/hymenoptera" for p in HERE.parents[1:3] if (p / "shared").is_dir()),
+    HERE.parents[1] / "shared/datasets/hymenoptera",
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# the engine, isolated: the one place that knows fit's signature
+
+
+def engine_fit(cfg, bundle, model, run_dir: Path) -> list[dict]:
+    """cnnlab's training engine as `cnnlab train` calls it; returns metrics.csv's rows."""
+    from cnnlab.engine.trainer import fit
+    from cnnlab.export import export_model
+
+    build = {"name": cfg.model.name, "num_classes": len(bundle.classes)}
+
+    def export_best(module, epoch: int) -> None:
+        export_model(
+            module.model, run_dir, classes=bundle.classes, preprocess=bundle.preprocess,
+            build=build, extra={"epoch": epoch},
+        )  # fmt: skip
+
+    result = fit(cfg, bundle, model, run_dir, export_best=export_best, log=lambda s: None)
+    return result.history
+
+
+# ---------------------------------------------------------------------------------------------
+# data
+
+
+class SyntheticImages(Dataset):
+    """n random normalised images (C, S, S) in memory with labels: a data set with no I/O."""
+
+    def __init__(self, n: int, c: int, s: int, classes: int, seed: int = 0) -> None:
+        g = torch.Generator().manual_seed(seed)
+        self.x = torch.randn(n, c, s, s, generator=g)
+        self.targets = torch.randint(0, classes, (n,), generator=g).tolist()
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, i: int):
+        return self.x[i], self.targets[i]
+
+
+def _subset(ds: Dataset, n: int) -> Dataset:
+    sub = Subset(ds, range(min(n, len(ds))))
+    sub.targets = [ds.targets[i] for i in sub.indices]  # type: ignore[attr-defined]
+    return sub
+
+
+def fashion_bundle(n_train: int, n_val: int):
+    from cnnlab.config import Config
+    from cnnlab.data.build import build_data
+
+    cfg = Config()
+    bundle = build_data(cfg, preprocess=None, image_size=28, in_chans=1, log=lambda s: None)
+    return dataclasses.replace(
+        bundle, train=_subset(bundle.train, n_train), val=_subset(bundle.val, n_val)
+    )
+
+
+def synthetic_bundle(n_train: int, n_val: int, c: int, s: int, classes: int = 10):
+    from cnnlab.data.bundle import DataBundle
+    from cnnlab.models.spec import PreprocessSpec
+
+    spec = PreprocessSpec(input_size=(c, s, s), mean=(0.0,) * c, std=(1.0,) * c)
+    return DataBundle(
+        classes=[str(i) for i in range(classes)],
+        train=SyntheticImages(n_train, c, s, classes, seed=0),
+        val=SyntheticImages(n_val, c, s, classes, seed=1),
+        test=None, preprocess=spec, class_counts={}, source={"dataset": "synthetic"},
+    )  # fmt: skip
+
+
+def photo_folder() -> Path:
+    if HYMENOPTERA.is_dir():
+        return HYMENOPTERA
+    from bench_folder import generate
+
+    root = Path(tempfile.mkdtemp(prefix="cnnlab-bench-photos-"))
+    generate(root / "train", n=240)
+    generate(root / "val", n=160, seed=1)
+    return root
+
+
+def photo_bundle(cfg, augment: str, n_train: int | None = None, n_val: int | None = None):
+    from cnnlab.data.build import build_data
+    from cnnlab.models.registry import get_model_info
+
+    cfg.data.path, cfg.data.dataset, cfg.data.augment = str(photo_folder()), "folder", augment
+    spec = get_model_info(cfg.model.name).weights.preprocess
+    bundle = build_data(cfg, preprocess=spec, image_size=224, in_chans=3, log=lambda s: None)
+    if n_train:
+        bundle = dataclasses.replace(bundle, train=_subset(bundle.train, n_train))
+    if n_val:
+        bundle = dataclasses.replace(bundle, val=_subset(bundle.val, n_val))
+    return bundle
+
+
+# ---------------------------------------------------------------------------------------------
+# plain PyTorch loops: what a reader would write by hand
+
+
+def plain_train(model, bundle, cfg, epochs: int, channels_last: bool) -> list[float]:
+    """Seconds per epoch (train + validation), same optimizer family and batch as the engine."""
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    model = model.to(memory_format=fmt)
+    transform = bundle.batch_transform or nn.Identity()
+    train = DataLoader(bundle.train, batch_size=cfg.data.batch_size, shuffle=True)
+    val = DataLoader(bundle.val, batch_size=cfg.data.batch_size)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.SGD(params, lr=cfg.optim.lr, momentum=0.9, nesterov=True, weight_decay=5e-4)
+    times = []
+    for _ in range(epochs):
+        start = time.perf_counter()
+        model.train()
+        for x, y in train:
+            x = transform(x).contiguous(memory_format=fmt)
+            loss = F.cross_entropy(model(x), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        model.eval()
+        with torch.inference_mode():
+            for x, _y in val:
+                model(transform(x).contiguous(memory_format=fmt))
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def plain_inference(fn: Callable[[torch.Tensor], torch.Tensor], datasets, batch: int, transform):
+    """Seconds for one inference pass of `fn` over the datasets (in order, batched)."""
+    start = time.perf_counter()
+    with torch.inference_mode():
+        for ds in datasets:
+            for x, *_ in DataLoader(ds, batch_size=batch):
+                fn(transform(x))
+    return time.perf_counter() - start
+
+
+def eval_module(model: nn.Module, channels_last: bool) -> Callable[[torch.Tensor], torch.Tensor]:
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    m = copy.deepcopy(model).eval().to(memory_format=fmt)
+    return lambda x: m(x.contiguous(memory_format=fmt))
+
+
+# ---------------------------------------------------------------------------------------------
+# workloads
+
+
+@dataclass
+class Row:
+    workload: str
+    engine_s: float
+    plain_s: float
+    images: int
+    flops: float  # per pass over `images`
+    note: str = ""
+
+    def cells(self, peaks: dict[str, float]) -> str:
+        ratio = self.plain_s / self.engine_s
+        ge, gp = self.flops / self.engine_s / 1e9, self.flops / self.plain_s / 1e9
+        return (
+            f"| {self.workload} | {self.images / self.engine_s:,.1f} | {self.images / self.plain_s:,.1f} "
+            f"| **{ratio:.2f}x** | {ge:,.1f} | {gp:,.1f} | {100 * ge / peaks['conv']:.0f}% | {self.note} |"
+        )
+
+
+def _config(model: str, batch: int, epochs: int, **model_kw):
+    from cnnlab.config import Config
+
+    cfg = Config()
+    cfg.model.name, cfg.data.batch_size, cfg.train.epochs = model, batch, epochs
+    cfg.train.threads, cfg.train.seed = torch.get_num_threads(), 0
+    for k, v in model_kw.items():
+        setattr(cfg.model, k, v)
+    return cfg
+
+
+def train_workload(name, cfg, bundle, make_model, repeat: int, flops_train, flops_val) -> list:
+    """Engine fit vs plain loop, `cfg.train.epochs` epochs each, interleaved `repeat` times."""
+    initial = make_model()
+    engine_epoch, engine_total, plain_epoch = [], [], []
+    for _ in range(repeat):
+        with tempfile.TemporaryDirectory() as tmp:
+            start = time.perf_counter()
+            history = engine_fit(cfg, bundle, copy.deepcopy(initial), Path(tmp))
+            engine_total.append(time.perf_counter() - start)
+        engine_epoch.append(min(h["epoch_time_s"] for h in history[1:] or history))
+        times = plain_train(copy.deepcopy(initial), bundle, cfg, cfg.train.epochs, True)
+        plain_epoch.append(min(times[1:] or times))
+    n_train, n_val = len(bundle.train), len(bundle.val)
+    flops = flops_train * n_train + flops_val * n_val
+    epochs = cfg.train.epochs
+    return [
+        Row(f"{name}: epoch (train + val)", min(engine_epoch), min(plain_epoch), n_train, flops,
+            f"{n_train} train + {n_val} val images, batch {cfg.data.batch_size}"),
+        Row(f"{name}: whole fit() ({epochs} epochs)", min(engine_total), epochs * min(plain_epoch),
+            epochs * n_train, epochs * flops, "engine incl. Trainer set-up and checkpoints"),
+    ]  # fmt: skip
+
+
+def run_train(name: str, repeat: int) -> list[Row]:
+    from cnnlab.engine.flops import forward_flops_per_image, train_flops_per_image
+    from cnnlab.models.registry import create_model
+
+    spec = {  # model, channels, size, batch, train images, val images
+        "smallcnn": ("smallcnn", 1, 28, 128, 2560, 640),
+        "resnet18": ("resnet18", 3, 64, 32, 320, 96),
+        "resnet50": ("resnet50", 3, 64, 16, 160, 48),
+        "vgg16": ("vgg16", 3, 64, 8, 80, 24),
+    }[name]
+    model_name, c, s, batch, n_train, n_val = spec
+    cfg = _config(model_name, batch, epochs=2)
+    if name == "smallcnn":
+        bundle = fashion_bundle(n_train, n_val)
+    else:
+        bundle = synthetic_bundle(n_train, n_val, c, s)
+        cfg.optim.lr = 0.01
+
+    def make():
+        torch.manual_seed(0)
+        return create_model(model_name, num_classes=10, in_chans=c, input_size=s)
+
+    probe = make()
+    ft, fv = train_flops_per_image(probe, (c, s, s)), forward_flops_per_image(probe, (c, s, s))
+    return train_workload(name, cfg, bundle, make, repeat, ft, fv)
+
+
+def _lite0(pretrained: bool = True):
+    from cnnlab.models.registry import create_model
+
+    torch.manual_seed(0)
+    return create_model("efficientnet_lite0", num_classes=2, pretrained=pretrained)
+
+
+def run_lite0_frozen(repeat: int) -> list[Row]:
+    from cnnlab.engine.feature_cache import inference_encoder
+    from cnnlab.engine.flops import forward_flops_per_image
+
+    cfg = _config("efficientnet_lite0", 32, 1, pretrained=True, freeze_backbone=True)
+    cfg.optim.optimizer, cfg.optim.lr = "adamw", 3e-3
+    bundle = photo_bundle(cfg, augment="none")
+    model = _lite0()
+    sets, transform = (bundle.train, bundle.val), bundle.batch_transform
+    n = len(bundle.train) + len(bundle.val)
+    flops = forward_flops_per_image(model.backbone, (3, 224, 224)) * n
+    t = {"engine": [], "nchw": [], "cl": [], "enc32": [], "enc64": [], "enc_nchw": []}
+    backbone_nchw, backbone_cl = (
+        eval_module(model.backbone, False),
+        eval_module(model.backbone, True),
+    )
+    example = torch.randn(2, 3, 224, 224)
+    for _ in range(repeat):
+        with tempfile.TemporaryDirectory() as tmp:
+            history = engine_fit(cfg, bundle, copy.deepcopy(model), Path(tmp))
+        t["engine"].append(history[0]["epoch_time_s"])
+        t["nchw"].append(plain_inference(backbone_nchw, sets, 32, transform))
+        t["cl"].append(plain_inference(backbone_cl, sets, 32, transform))
+        # what the frozen pass becomes with the inference encoder (folded, per format)
+        enc = inference_encoder(model.backbone, example, channels_last=True)
+        t["enc32"].append(plain_inference(enc, sets, 32, transform))
+        t["enc64"].append(plain_inference(enc, sets, 64, transform))
+        enc_nchw = inference_encoder(model.backbone, example, channels_last=False)
+        t["enc_nchw"].append(plain_inference(enc_nchw, sets, 32, transform))
+    best_plain = min(min(t["nchw"]), min(t["cl"]))
+    note = f"{n} photos, batch 32; plain NCHW {n / min(t['nchw']):.1f} img/s, channels_last {n / min(t['cl']):.1f}"
+    return [
+        Row("Lite0 frozen feature pass: engine epoch 1", min(t["engine"]), best_plain, n, flops, note),
+        Row("Lite0 frozen: inference encoder (folded BN), channels_last, batch 32",
+            min(t["enc32"]), best_plain, n, flops, "not yet wired into fit (phase 2)"),
+        Row("Lite0 frozen: inference encoder, channels_last, batch 64",
+            min(t["enc64"]), best_plain, n, flops, ""),
+        Row("Lite0 frozen: inference encoder, NCHW, batch 32",
+            min(t["enc_nchw"]), best_plain, n, flops, ""),
+    ]  # fmt: skip
+
+
+def run_lite0_finetune(repeat: int) -> list[Row]:
+    from cnnlab.engine.flops import forward_flops_per_image, train_flops_per_image
+
+    cfg = _config("efficientnet_lite0", 16, 2, pretrained=True)
+    cfg.optim.lr = 0.01
+    bundle = photo_bundle(cfg, augment="light", n_train=128, n_val=64)
+    model = _lite0()
+    ft = train_flops_per_image(model, (3, 224, 224))
+    fv = forward_flops_per_image(model, (3, 224, 224))
+    return train_workload("Lite0 fine-tune", cfg, bundle, lambda: model, repeat, ft, fv)
+
+
+def run_lite0_eval(repeat: int) -> list[Row]:
+    from cnnlab.engine.flops import forward_flops_per_image
+    from cnnlab.evaluation.inference import predict_logits
+
+    cfg = _config("efficientnet_lite0", 32, 1, pretrained=True)
+    bundle = photo_bundle(cfg, augment="none")
+    model = _lite0()
+    n, flops = len(bundle.val), forward_flops_per_image(model, (3, 224, 224)) * len(bundle.val)
+    plain = eval_module(model, True)
+    engine_t, plain_t = [], []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        predict_logits(model, bundle.val, batch_size=256, batch_transform=bundle.batch_transform)
+        engine_t.append(time.perf_counter() - start)
+        plain_t.append(plain_inference(plain, [bundle.val], 32, bundle.batch_transform))
+    note = f"{n} photos; engine batch 256 (api.evaluate's), plain channels_last batch 32"
+    return [Row("Lite0 evaluate (predict_logits)", min(engine_t), min(plain_t), n, flops, note)]
+
+
+def run_lite0_predict(repeat: int) -> list[Row]:
+    import cnnlab
+    from cnnlab.data.folder import load_for_predict
+    from cnnlab.engine.flops import forward_flops_per_image
+    from cnnlab.export import export_model
+
+    model = _lite0()
+    files = sorted((photo_folder() / "val").rglob("*.jpg"))[:64]
+    flops = forward_flops_per_image(model, (3, 224, 224)) * len(files)
+    plain = eval_module(model, True)
+    engine_t, plain_t = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        run = Path(tmp) / "run"
+        build = {"name": "efficientnet_lite0", "num_classes": 2}
+        export_model(model, run, classes=["ants", "bees"], preprocess=model.preprocess, build=build)
+        (run / "run.json").write_text('{"status": "finished"}')  # what cnnlab.predict looks for
+        for _ in range(repeat):
+            start = time.perf_counter()
+            cnnlab.predict(run, files, topk=1)
+            engine_t.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            with torch.inference_mode():
+                x = torch.cat([load_for_predict(f, model.preprocess) for f in files])
+                for i in range(0, len(x), 32):
+                    F.softmax(plain(x[i : i + 32]), dim=1)
+            plain_t.append(time.perf_counter() - start)
+    note = f"{len(files)} JPEG files incl. decoding; engine = cnnlab.predict (one image at a time)"
+    return [Row("Lite0 predict (files)", min(engine_t), min(plain_t), len(files), flops, note)]
+
+
+WORKLOADS: dict[str, Callable[[int], list[Row]]] = {
+    "smallcnn": lambda r: run_train("smallcnn", r),
+    "resnet18": lambda r: run_train("resnet18", r),
+    "resnet50": lambda r: run_train("resnet50", r),
+    "vgg16": lambda r: run_train("vgg16", r),
+    "lite0-frozen": run_lite0_frozen,
+    "lite0-finetune": run_lite0_finetune,
+    "lite0-eval": run_lite0_eval,
+    "lite0-predict": run_lite0_predict,
+}
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--only", nargs="*", default=list(WORKLOADS), choices=list(WORKLOADS))
+    p.add_argument("--repeat", type=int, default=2)
+    p.add_argument("--threads", type=int, default=2)
+    args = p.parse_args()
+    from cnnlab.runtime import tune_process
+
+    tuning = tune_process()
+    torch.set_num_threads(args.threads)
+    torch.set_flush_denormal(True)  # as the engine does on CPU; the plain loops get it too
+    peaks = measure_peaks()
+    print(f"CPU: {cpu_model()}; torch {torch.__version__}, {args.threads} threads; "
+          f"allocator: {tuning.malloc}; best of {args.repeat} interleaved runs")  # fmt: skip
+    print(f"peaks measured in this run: matmul {peaks['matmul']:.0f} GFLOP/s, "
+          f"3x3 conv {peaks['conv']:.0f} GFLOP/s (float32)\n")  # fmt: skip
+    print("| workload | engine img/s | plain img/s | plain/engine | engine GFLOP/s "
+          "| plain GFLOP/s | engine % of conv peak | notes |")  # fmt: skip
+    print("|---|---:|---:|---:|---:|---:|---:|---|", flush=True)
+    for name in args.only:
+        for row in WORKLOADS[name](args.repeat):
+            print(row.cells(peaks), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

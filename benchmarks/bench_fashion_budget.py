@@ -1,0 +1,78 @@
+"""Fashion-MNIST on a FLOP budget: test accuracy against training compute, through `cnnlab.train`.
+
+Training FLOPs = forward + backward FLOPs per training image (cnnlab.engine.flops, measured on
+one step) x images seen; they do not depend on the machine. Seconds do: the CPU is printed.
+
+    flock /tmp/cnnlab-cpu.lock .venv/bin/python benchmarks/bench_fashion_budget.py \\
+        --recipe budget4 [--recipe ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+from common import cpu_model
+
+import cnnlab
+
+RECIPES = {
+    # the proposed default: 91% within 4 TFLOP
+    "budget4": dict(model="smallcnn", epochs=4, batch_size=64, augment="none"),
+    # the earlier default, for comparison (42 TFLOP)
+    "dense6": dict(model="smallcnn_dense", epochs=6, batch_size=128, augment="default"),
+    # more epochs of the default model, with flips
+    "budget20": dict(model="smallcnn", epochs=20, batch_size=64, augment="default"),
+}
+
+
+def main() -> None:
+    from cnnlab.engine.flops import train_flops_per_image
+    from cnnlab.models.registry import create_model
+
+    p = argparse.ArgumentParser()
+    p.add_argument("--recipe", action="append", choices=list(RECIPES))
+    p.add_argument("--threads", type=int, default=2)
+    args = p.parse_args()
+    print(f"CPU: {cpu_model()}; {args.threads} threads\n")
+    rows = []
+    for name in args.recipe or ["budget4"]:
+        recipe = RECIPES[name]
+        per_image = train_flops_per_image(
+            create_model(recipe["model"], num_classes=10), (1, 28, 28)
+        )
+        with tempfile.TemporaryDirectory() as runs:
+            start = time.perf_counter()
+            result = cnnlab.train(
+                name=name, runs_dir=runs, seed=0, threads=args.threads, log=lambda s: None,
+                **recipe,
+            )  # fmt: skip
+            total = time.perf_counter() - start
+            run = Path(runs) / name
+            status = json.loads((run / "run.json").read_text())
+            lines = (run / "metrics.csv").read_text().splitlines()
+        head = lines[0].split(",")
+        hist = [dict(zip(head, ln.split(","), strict=True)) for ln in lines[1:]]
+        n_train = 54_000
+        per_epoch = " ".join(f"{float(h['val_acc']):.4f}" for h in hist)
+        secs = " ".join(f"{float(h['epoch_time_s']):.0f}" for h in hist)
+        tflop = per_image * n_train * len(hist) / 1e12
+        rows.append(
+            f"| {name}: {recipe} | {per_image / 1e6:.1f} | {len(hist)} | {tflop:.2f} | "
+            f"**{result.test['accuracy']:.4f}** | {per_epoch} | {secs} | {status['wall_time_s']:.0f} "
+            f"| {total:.0f} |"
+        )
+        print(rows[-1], flush=True)
+    print(
+        "\n| recipe | MFLOP / train image | epochs | training TFLOP | test acc | val acc per epoch "
+        "| s per epoch | fit s | end to end s |"
+    )
+    print("|---|---:|---:|---:|---:|---|---|---:|---:|")
+    print("\n".join(rows))
+
+
+if __name__ == "__main__":
+    main()

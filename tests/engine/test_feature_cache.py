@@ -1,0 +1,79 @@
+"""FeatureCache: each sample's features computed once; with a backbone, by its folded copy."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from cnnlab.engine.feature_cache import FeatureCache
+from cnnlab.models.registry import create_model
+
+
+def _backbone() -> nn.Module:
+    torch.manual_seed(0)
+    model = create_model("smallcnn", num_classes=10)
+    g = torch.Generator().manual_seed(1)
+    for m in model.modules():  # non-trivial statistics, as after training
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.3)
+            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+    return model.backbone.eval()
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_folded_features_equal_the_backbones_and_are_computed_once(channels_last):
+    backbone = _backbone()
+    x = torch.randn(10, 1, 28, 28)
+    with torch.no_grad():
+        expected = backbone(x)
+    calls = []
+    cache = FeatureCache(10, backbone=backbone, channels_last=channels_last)
+
+    def compute(batch):  # the fallback: never used when a backbone is given
+        calls.append(len(batch))
+        return backbone(batch)
+
+    first = cache.lookup(x[:6], torch.arange(6), compute)
+    again = cache.lookup(x[[2, 6, 7, 8, 9]], torch.tensor([2, 6, 7, 8, 9]), compute)
+    assert calls == []
+    torch.testing.assert_close(first, expected[:6], rtol=0, atol=1e-4)
+    torch.testing.assert_close(again, expected[[2, 6, 7, 8, 9]], rtol=0, atol=1e-4)
+    assert cache.complete
+    assert not first.is_inference()  # the head trains on them: autograd must accept them
+
+
+def test_without_a_backbone_the_given_function_computes_each_sample_once():
+    backbone = _backbone()
+    x = torch.randn(8, 1, 28, 28)
+    seen = []
+
+    def compute(batch):
+        seen.append(len(batch))
+        return backbone(batch)
+
+    cache = FeatureCache(8)
+    cache.lookup(x[:5], torch.arange(5), compute)
+    out = cache.lookup(x[3:], torch.arange(3, 8), compute)
+    assert seen == [5, 3]
+    with torch.no_grad():
+        torch.testing.assert_close(out, backbone(x[3:]))
+
+
+def test_fill_computes_every_sample_up_front_in_order():
+    from torch.utils.data import TensorDataset
+
+    backbone = _backbone()
+    x = torch.randint(0, 256, (9, 1, 28, 28), dtype=torch.uint8)
+    data = TensorDataset(x, torch.zeros(9))
+    cache = FeatureCache(9, backbone=backbone)
+    cache.fill(data, batch_size=4, transform=lambda b: b.float() / 255.0)
+    assert cache.complete
+
+    def never(batch):
+        raise AssertionError("filled samples are not recomputed")
+
+    out = cache.lookup(x.float() / 255.0, torch.arange(9), never)
+    with torch.no_grad():
+        expected = backbone(x.float() / 255.0)
+    torch.testing.assert_close(out, expected, rtol=0, atol=1e-4)
