@@ -36,7 +36,7 @@ def child(workload: str, tuned: bool, steps: int, threads: int) -> dict:
         tune_process()
     import torch
 
-    from cnnlab.models.registry import create_model
+    from cnnlab.models import create_model
 
     torch.set_num_threads(threads)
     torch.set_flush_denormal(True)

@@ -134,7 +134,7 @@ def photo_folder() -> Path:
 
 def photo_bundle(cfg, augment: str, n_train: int | None = None, n_val: int | None = None):
     from cnnlab.data.build import build_data
-    from cnnlab.models.registry import get_model_info
+    from cnnlab.models import get_model_info
 
     cfg.data.path, cfg.data.dataset, cfg.data.augment = str(photo_folder()), "folder", augment
     spec = get_model_info(cfg.model.name).weights.preprocess
@@ -251,7 +251,7 @@ def train_workload(name, cfg, bundle, make_model, repeat: int, flops_train, flop
 
 def run_train(name: str, repeat: int) -> list[Row]:
     from cnnlab.engine.flops import forward_flops_per_image, train_flops_per_image
-    from cnnlab.models.registry import create_model
+    from cnnlab.models import create_model
 
     spec = {  # model, channels, size, batch, train images, val images
         "smallcnn": ("smallcnn", 1, 28, 128, 2560, 640),
@@ -277,7 +277,7 @@ def run_train(name: str, repeat: int) -> list[Row]:
 
 
 def _lite0(pretrained: bool = True):
-    from cnnlab.models.registry import create_model
+    from cnnlab.models import create_model
 
     torch.manual_seed(0)
     return create_model("efficientnet_lite0", num_classes=2, pretrained=pretrained)

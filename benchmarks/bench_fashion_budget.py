@@ -31,7 +31,7 @@ RECIPES = {
 
 def main() -> None:
     from cnnlab.engine.flops import train_flops_per_image
-    from cnnlab.models.registry import create_model
+    from cnnlab.models import create_model
 
     p = argparse.ArgumentParser()
     p.add_argument("--recipe", action="append", choices=list(RECIPES))

@@ -15,7 +15,7 @@ from common import best_seconds, cpu_model
 
 
 def main() -> None:
-    from cnnlab.models.registry import create_model
+    from cnnlab.models import create_model
     from cnnlab.models.same_padding import TfSameConv2d, same_pads
     from cnnlab.runtime import tune_process
 

@@ -46,7 +46,7 @@ def measure(label: str, name: str, c: int, s: int, batch: int) -> str:
     import torchmetrics
 
     from cnnlab.engine.seeding import seed_step
-    from cnnlab.models.registry import create_model
+    from cnnlab.models import create_model
 
     torch.manual_seed(0)
     model = create_model(name, num_classes=10, in_chans=c, input_size=s)

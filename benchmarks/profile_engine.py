@@ -19,7 +19,7 @@ from bench_engine import _config, engine_fit, fashion_bundle
 
 
 def main() -> None:
-    from cnnlab.models.registry import create_model
+    from cnnlab.models import create_model
     from cnnlab.runtime import tune_process
 
     tune_process()

@@ -114,3 +114,11 @@ def test_lint_reports_contradictions():
     short = C.Config()
     short.set("train.epochs", 2)
     assert C.lint(short) == []
+
+
+def test_a_config_knows_which_keys_were_set():
+    cfg = C.from_dict({"optim": {"lr": 0.5}, "train": {"epochs": 3}})
+    assert cfg.explicit == {"optim.lr", "train.epochs"}
+    assert cfg.is_set("optim.lr") and not cfg.is_set("data.batch_size")
+    assert "explicit" not in C.to_yaml(cfg)  # a saved config is all explicit when read back
+    assert C.load_yaml_text(C.to_yaml(cfg)).is_set("data.batch_size")

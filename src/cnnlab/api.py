@@ -21,6 +21,7 @@ from cnnlab import config as C
 from cnnlab import runs
 from cnnlab.errors import ConfigError, RunError
 from cnnlab.runs import RunStatus
+from cnnlab.runtime import tune_process
 from cnnlab.training import RunResult
 
 Log = Callable[[str], None]
@@ -34,11 +35,16 @@ RESUME_KEYS = {
 def resolve_config(
     config: C.Config | dict | str | Path | None = None, overrides: dict[str, Any] | None = None
 ) -> C.Config:
-    """A Config from a Config, a dict, a YAML path or nothing, plus `key=value` overrides."""
+    """A Config from a Config, a dict, a YAML path or nothing, plus `key=value` overrides, with
+    the recipe defaults (cnnlab.recipes) filled in for the keys left unset."""
+    import copy
+
+    from cnnlab.recipes import apply_recipes
+
     if config is None:
         cfg = C.Config()
     elif isinstance(config, C.Config):
-        cfg = C.from_dict(config.to_dict())
+        cfg = copy.deepcopy(config)  # keeps which keys were set
     elif isinstance(config, dict):
         cfg = C.from_dict(config)
     else:
@@ -48,6 +54,7 @@ def resolve_config(
             cfg.set(key, value)
     if cfg.data.path and cfg.data.dataset == "fashion-mnist":
         cfg.data.dataset = "csv" if str(cfg.data.path).lower().endswith(".csv") else "folder"
+    cfg.notes = apply_recipes(cfg)
     return C.validate(cfg)
 
 
@@ -72,6 +79,7 @@ def train(
     from cnnlab.plan import make_plan
     from cnnlab.training import start_run
 
+    tune_process()
     if resume is not None:
         if config is not None or name is not None or force:
             raise ConfigError(
@@ -190,6 +198,7 @@ def fit(
     from cnnlab.plan import make_user_plan
     from cnnlab.training import Prepared, start_run
 
+    tune_process()
     cfg = resolve_config(None, config)
     bundle = user_bundle(train_data, val_data, test_data, classes=classes, cfg=cfg)
     wrapped = UserClassifier(model, num_classes=len(bundle.classes))
@@ -250,6 +259,7 @@ def evaluate(
     it (its test/ split when it has one), reported under `evaluations/` in the run folder."""
     from cnnlab.evaluation.evaluate import evaluate_run
 
+    tune_process()
     run_dir = runs.resolve_run(run, runs_dir)
     return evaluate_run(run_dir, split=split, data=data, batch_size=batch_size, log=log)
 
@@ -268,6 +278,7 @@ def predict(
     from cnnlab.evaluation.evaluate import load_best
     from cnnlab.evaluation.inference import softmax
 
+    tune_process()
     if topk < 1:
         raise ConfigError(f"topk must be at least 1, got {topk}")
     run_dir = runs.resolve_run(run, runs_dir)

@@ -351,6 +351,9 @@ COMMANDS = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from cnnlab.runtime import tune_process
+
+    tune_process()  # before any tensor exists; children (workers, DDP ranks) inherit it
     parser = _parser()
     args = parser.parse_args(argv)
     try:

@@ -43,6 +43,7 @@ class RunPlan:
     device: DevicePlan
     resume_from: Path | None = None  # the checkpoint a resumed run continues from
     notes: list[str] = field(default_factory=list)  # warnings shown before training
+    recipe: list[str] = field(default_factory=list)  # defaults chosen for this run, and why
 
     @property
     def name(self) -> str:
@@ -61,7 +62,7 @@ def make_plan(cfg: C.Config, run_dir: Path, *, resume_from: Path | None = None) 
     inputs = plan_inputs(cfg, info)
     device = plan_device(cfg)
     notes = [*C.lint(cfg), *device.notes]
-    return RunPlan(cfg, Path(run_dir), info, inputs, device, resume_from, notes)
+    return RunPlan(cfg, Path(run_dir), info, inputs, device, resume_from, notes, list(cfg.notes))
 
 
 def make_user_plan(cfg: C.Config, run_dir: Path, preprocess: PreprocessSpec) -> RunPlan:

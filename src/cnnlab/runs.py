@@ -292,6 +292,7 @@ def environment(device: str, device_reason: str) -> dict[str, Any]:
     import torchvision
 
     import cnnlab
+    from cnnlab.runtime import tune_process
 
     return {
         "python": platform.python_version(),
@@ -310,6 +311,7 @@ def environment(device: str, device_reason: str) -> dict[str, Any]:
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "torch_threads": torch.get_num_threads(),
         "interop_threads": torch.get_num_interop_threads(),
+        "malloc": tune_process().malloc,  # idempotent: says what this process runs with
     }
 
 

@@ -78,6 +78,8 @@ def prepare(plan: RunPlan, log: Log) -> Prepared:
     cfg = plan.config
     configure_determinism(cfg.train.deterministic, cfg.train.threads)
     seed_all(cfg.train.seed)
+    for line in plan.recipe:
+        log(line)
     for note in plan.notes:
         log(f"warning: {note}")
     log(f"device: {plan.device.accelerator} ({plan.device.reason})")
@@ -262,6 +264,7 @@ def fit_and_report(
         epochs_run=len(history),
         # the epochs' own times: kept in the checkpoint, so they add up over resumed sessions
         wall_time_s=round(sum(h.get("epoch_time_s", 0.0) for h in history), 1),
+        train_tflop=history[-1].get("train_tflop") if history else None,
         finished=runs.now(),
     )  # fmt: skip
     log(f"stopped: {result.stop_reason}")

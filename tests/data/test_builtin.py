@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from cnnlab.data.builtin import ArrayImageDataset, stratified_split
 from cnnlab.models.spec import PreprocessSpec

@@ -10,7 +10,8 @@ import yaml
 
 from cnnlab.cli import main
 
-ARGS = ["--subset", "600", "--batch-size", "64", "--epochs", "2", "--threads", "2", "--seed", "0"]
+# batch 32: 38 steps, enough for BatchNorm's running statistics to settle in a 2-epoch run
+ARGS = ["--subset", "600", "--batch-size", "32", "--epochs", "2", "--threads", "2", "--seed", "0"]
 
 
 @pytest.fixture(scope="module")
@@ -56,6 +57,28 @@ def test_metrics_are_sane(trained):
     assert {"precision", "recall", "f1"} <= set(test["macro"]) and "top3" in test["topk"]
     signals = [json.loads(s) for s in (trained / "signals.jsonl").read_text().splitlines()]
     assert signals[-1]["grad_norm_per_layer"] and sum(signals[-1]["val_pred_histogram"]) == 600
+
+
+def test_training_compute_is_the_measured_step_times_the_images(trained):
+    """metrics.csv's train_tflop: FLOPs of a real forward + backward step (torch's counter, on
+    the CPU) per image, times the 600 images of each epoch, summed."""
+    import torch
+    import torch.nn.functional as F
+
+    from cnnlab.engine.flops import flop_counter
+    from cnnlab.export import load_exported
+
+    model, _ = load_exported(trained)
+    x, y = torch.randn(4, 1, 28, 28), torch.tensor([0, 1, 2, 3])
+    with flop_counter() as counter:
+        F.cross_entropy(model.train()(x), y).backward()
+    per_image = counter.get_total_flops() / 4
+    rows = _rows(trained)
+    for i, row in enumerate(rows, 1):
+        assert float(row["train_tflop"]) == pytest.approx(per_image * 600 * i / 1e12, rel=1e-5)
+    status = json.loads((trained / "run.json").read_text())
+    assert status["train_tflop"] == pytest.approx(float(rows[-1]["train_tflop"]), rel=1e-5)
+    assert "training compute" in (trained / "summary.md").read_text()
 
 
 def test_rerun_of_finished_run_evaluates_instead_of_retraining(trained, capsys):

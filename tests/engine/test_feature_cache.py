@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from cnnlab.engine.feature_cache import FeatureCache
-from cnnlab.models.registry import create_model
+from cnnlab.models import create_model
 
 
 def _backbone() -> nn.Module:
@@ -39,7 +39,7 @@ def test_folded_features_equal_the_backbones_and_are_computed_once(channels_last
     assert calls == []
     torch.testing.assert_close(first, expected[:6], rtol=0, atol=1e-4)
     torch.testing.assert_close(again, expected[[2, 6, 7, 8, 9]], rtol=0, atol=1e-4)
-    assert cache.complete
+    assert bool(cache.filled.all()) and cache.computed == cache.n
     assert not first.is_inference()  # the head trains on them: autograd must accept them
 
 
@@ -68,7 +68,7 @@ def test_fill_computes_every_sample_up_front_in_order():
     data = TensorDataset(x, torch.zeros(9))
     cache = FeatureCache(9, backbone=backbone)
     cache.fill(data, batch_size=4, transform=lambda b: b.float() / 255.0)
-    assert cache.complete
+    assert bool(cache.filled.all()) and cache.computed == cache.n
 
     def never(batch):
         raise AssertionError("filled samples are not recomputed")

@@ -11,7 +11,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from cnnlab.engine.flops import flop_counter, forward_flops_per_image, train_flops_per_image
-from cnnlab.models.registry import create_model
+from cnnlab.models import create_model
 
 
 def _real_step_flops(model: nn.Module, x: torch.Tensor, counter: FlopCounterMode) -> int:

@@ -7,7 +7,7 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from cnnlab.evaluation.inference import predict_logits, predict_tensor
-from cnnlab.models.registry import create_model
+from cnnlab.models import create_model
 
 
 def _trained_looking_model() -> nn.Module:

@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
+from cnnlab.models import create_model, get_model_info, list_models
 from cnnlab.models.fold import FoldError, find_conv_bn_pairs, fold_into, inference_copy
-from cnnlab.models.registry import create_model, get_model_info, list_models
 
 # the smallest model of each family that has BatchNorm (alexnet and plain VGG have none)
 ONE_PER_FAMILY = {

@@ -8,7 +8,7 @@ import pytest
 import torch
 from timm.layers import Conv2dSame
 
-from cnnlab.models.registry import create_model
+from cnnlab.models import create_model
 from cnnlab.models.same_padding import TfSameConv2d, replace_same_convs, same_pads
 
 

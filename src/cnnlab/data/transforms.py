@@ -24,7 +24,6 @@ Random transforms draw from torch's global generator; datasets seed it per sampl
 from __future__ import annotations
 
 import functools
-import hashlib
 import math
 import os
 from collections.abc import Callable, Sequence
@@ -38,6 +37,7 @@ from torchvision.transforms.v2 import functional as F
 from cnnlab.data import imaging
 from cnnlab.errors import DataError, unknown
 from cnnlab.models.spec import PreprocessSpec
+from cnnlab.seeds import derive_seed
 
 PRESETS = ("none", "light", "strong")
 _TENSOR_INTERPOLATION = {
@@ -195,8 +195,7 @@ def load_for_predict(path: str | os.PathLike, spec: PreprocessSpec) -> torch.Ten
 
 def sample_seed(seed: int, epoch: int, index: int) -> int:
     """Seed for one sample's augmentation: a pure function, so workers and resumes agree."""
-    digest = hashlib.blake2b(f"{seed},{epoch},{index}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little") & ((1 << 63) - 1)
+    return derive_seed(seed, epoch, index)
 
 
 def measure_mean_std(

@@ -1,8 +1,9 @@
 """Callbacks in the Keras vocabulary on Lightning mechanics; each one's state round-trips through
 checkpoints so that a resumed run continues its history, its best score and its position.
 
-- `RunRecorder`: per-epoch history -> metrics.csv, per-layer gradient norms and the predicted-
-  class histogram -> signals.jsonl, one printed line per epoch (survives in logs).
+- `RunRecorder`: per-epoch history -> metrics.csv (with the training compute so far, in TFLOP),
+  per-layer gradient norms and the predicted-class histogram -> signals.jsonl, one printed line
+  per epoch (survives in logs).
 - `RunCheckpoint`: best.ckpt + model.safetensors when the monitored metric improves, last.ckpt
   (previous kept as last.prev.ckpt) every epoch and every N steps, and a checkpoint on Ctrl-C /
   SIGTERM at the next step boundary.
@@ -40,8 +41,11 @@ if TYPE_CHECKING:
 
 METRIC_COLUMNS = [
     "epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "lr_backbone",
-    "grad_norm", "epoch_time_s", "images_per_s",
+    "grad_norm", "epoch_time_s", "images_per_s", "train_tflop",
 ]  # fmt: skip
+# Per-layer gradient norms are sampled every GRAD_NORM_EVERY-th step: the doctor needs their
+# scale, not every value, and on VGG16 every step cost 1.6% of the step (RESULTS.md).
+GRAD_NORM_EVERY = 10
 
 
 def _lrs(trainer: L.Trainer) -> tuple[float, float]:
@@ -51,9 +55,16 @@ def _lrs(trainer: L.Trainer) -> tuple[float, float]:
 
 
 class RunRecorder(Callback):
-    def __init__(self, run_dir: Path, *, log: Callable[[str], None] = print) -> None:
+    def __init__(
+        self,
+        run_dir: Path,
+        *,
+        log: Callable[[str], None] = print,
+        input_shape: tuple[int, int, int] | None = None,
+    ) -> None:
         self.run_dir = Path(run_dir)
         self.say = log
+        self.flops = TrainingFlops(input_shape, log)
         self.history: list[dict[str, Any]] = []
         self.signals: list[dict[str, Any]] = []
         self._grad_sq: torch.Tensor | None = None
@@ -69,6 +80,8 @@ class RunRecorder(Callback):
             "grad_sq": None if self._grad_sq is None else self._grad_sq.cpu().tolist(),
             "grad_names": list(self._grad_names),
             "steps": self._steps,
+            "images": self._images,
+            "computed": self.flops.computed_at_start,
         }
         return {"history": self.history, "signals": self.signals, "partial": partial}
 
@@ -81,21 +94,27 @@ class RunRecorder(Callback):
         # a mid-epoch resume skips on_train_epoch_start: start the epoch here, with its sums
         self.on_train_epoch_start(trainer, pl_module)
         part, self._restored = getattr(self, "_restored", None), None
-        if part and part["epoch"] == self._epoch and part["grad_sq"] is not None:
+        if part and part["epoch"] == self._epoch:
             self._lr = tuple(part["lr"])
-            self._grad_sq = torch.tensor(part["grad_sq"], device=pl_module.device)
-            self._grad_names, self._steps = tuple(part["grad_names"]), part["steps"]
+            self._images = part.get("images", 0)
+            self.flops.computed_at_start = part.get("computed", 0)
+            if part["grad_sq"] is not None:
+                self._grad_sq = torch.tensor(part["grad_sq"], device=pl_module.device)
+                self._grad_names, self._steps = tuple(part["grad_names"]), part["steps"]
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._t0 = time.perf_counter()
         self._epoch = trainer.current_epoch + 1
         self._lr = _lrs(trainer)
         self._grad_sq, self._steps, self._images = None, 0, 0
+        self.flops.epoch_start(pl_module)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         self._images += len(batch[1]) * trainer.world_size
 
     def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
+        if trainer.global_step % GRAD_NORM_EVERY:
+            return
         named = [(n, p.grad) for n, p in pl_module.model.named_parameters() if p.grad is not None]
         if not named:
             return
@@ -122,6 +141,8 @@ class RunRecorder(Callback):
             "grad_norm": layer_norms.pop("total", math.nan),
             "epoch_time_s": round(elapsed, 3),
             "images_per_s": round(self._images / elapsed, 1) if elapsed > 0 else math.nan,
+            "train_tflop": (self.history[-1].get("train_tflop", 0.0) if self.history else 0.0)
+            + self.flops.epoch(pl_module, self._images) / 1e12,
         }
         self.history = [h for h in self.history if h["epoch"] < row["epoch"]] + [row]
         self.signals = [s for s in self.signals if s["epoch"] < row["epoch"]]
@@ -189,6 +210,53 @@ def format_duration(seconds: float) -> str:
     if s < 3600:
         return f"{s // 60}m{s % 60:02d}s"
     return f"{s // 3600}h{s % 3600 // 60:02d}m"
+
+
+class TrainingFlops:
+    """Training compute of an epoch: forward + backward FLOPs per image (engine/flops.py, counted
+    on the meta device) times the images trained on. With a cached frozen backbone the epoch
+    costs the head's step per image plus one backbone forward per image computed that epoch."""
+
+    def __init__(self, input_shape: tuple[int, int, int] | None, log: Callable[[str], None]):
+        self.input_shape = input_shape
+        self.say = log
+        self.computed_at_start = 0
+        self._costs: dict[tuple[str, bool], float] = {}
+
+    def _cache(self, pl_module: L.LightningModule) -> Any:
+        caches = getattr(pl_module, "feature_caches", None) or {}
+        return caches.get("train") if getattr(pl_module, "backbone_frozen", False) else None
+
+    def epoch_start(self, pl_module: L.LightningModule) -> None:
+        cache = self._cache(pl_module)
+        self.computed_at_start = cache.computed if cache is not None else 0
+
+    def _cost(self, key: tuple[str, bool], count: Callable[[], int]) -> float:
+        if key not in self._costs:
+            try:
+                self._costs[key] = float(count())
+            except Exception as e:  # an op the meta device cannot run: say so, count nothing
+                self.say(f"note: training FLOPs not counted ({type(e).__name__}: {e})"[:200])
+                self._costs[key] = math.nan
+        return self._costs[key]
+
+    def epoch(self, pl_module: L.LightningModule, images: int) -> float:
+        from cnnlab.engine.flops import forward_flops_per_image, train_flops_per_image
+
+        if self.input_shape is None:
+            return math.nan
+        model, frozen = pl_module.model, bool(getattr(pl_module, "backbone_frozen", False))
+        cache = self._cache(pl_module)
+        if cache is None:
+            step = ("model", frozen)
+            return images * self._cost(step, lambda: train_flops_per_image(model, self.input_shape))
+        head = self._cost(
+            ("head", True), lambda: train_flops_per_image(model.head, (model.num_features,))
+        )
+        backbone = self._cost(
+            ("backbone", True), lambda: forward_flops_per_image(model.backbone, self.input_shape)
+        )
+        return images * head + (cache.computed - self.computed_at_start) * backbone
 
 
 def _fmt(v: Any) -> Any:
@@ -375,7 +443,11 @@ def make_callbacks(
     mode = "max" if t.monitor == "val_acc" else "min"
     stop = StopRequest()
     return RunCallbacks(
-        recorder=RunRecorder(plan.run_dir, log=log),
+        recorder=RunRecorder(
+            plan.run_dir,
+            log=log,
+            input_shape=(plan.inputs.in_chans, plan.inputs.image_size, plan.inputs.image_size),
+        ),  # fmt: skip
         early=EarlyStopping(
             monitor=t.monitor,
             mode=mode,

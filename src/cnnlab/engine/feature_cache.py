@@ -52,6 +52,7 @@ class FeatureCache:
         self._backbone = backbone
         self._channels_last = channels_last
         self._encoder: Encoder | None = None
+        self.computed = 0  # backbone passes so far: the cost the FLOP count charges
 
     def _encode(self, x: torch.Tensor, compute: Encoder) -> torch.Tensor:
         if self._backbone is None:
@@ -72,6 +73,7 @@ class FeatureCache:
         missing = ~self.filled[idx]
         if missing.any():
             fresh = self._encode(x[missing], compute)
+            self.computed += len(fresh)
             if self.features is None:
                 self.features = torch.zeros(
                     (self.n, fresh.shape[1]), dtype=fresh.dtype, device=fresh.device
@@ -101,7 +103,3 @@ class FeatureCache:
             idx = torch.arange(start, start + len(x), device=device)
             self.lookup(x, idx, lambda b: b)  # the fallback is unused with a backbone
             start += len(x)
-
-    @property
-    def complete(self) -> bool:
-        return self.filled is not None and bool(self.filled.all())

@@ -13,15 +13,9 @@ import random
 import numpy as np
 import torch
 
-_MASK = (1 << 63) - 1
+from cnnlab.seeds import derive_seed
 
-
-def derive_seed(*parts: int) -> int:
-    """A 63-bit seed from integers, stable across runs and platforms (unlike hash())."""
-    return (
-        int(np.random.SeedSequence([int(p) & _MASK for p in parts]).generate_state(2, np.uint64)[0])
-        & _MASK
-    )
+__all__ = ["derive_seed", "seed_step", "seed_all", "configure_determinism"]
 
 
 def seed_step(seed: int, step: int, rank: int = 0) -> None:

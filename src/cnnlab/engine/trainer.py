@@ -126,7 +126,12 @@ def fit(
         bundle = dataclasses.replace(
             bundle, train=IndexedDataset(bundle.train), val=IndexedDataset(bundle.val)
         )
-        caches = {"train": FeatureCache(len(bundle.train)), "val": FeatureCache(len(bundle.val))}
+        # the one backbone pass runs on a folded, inference-mode copy (models/fold.py)
+        fast = {"backbone": model.backbone, "channels_last": cfg.model.channels_last}
+        caches = {
+            "train": FeatureCache(len(bundle.train), **fast),
+            "val": FeatureCache(len(bundle.val), **fast),
+        }
         log("frozen backbone, no augmentation: backbone features are computed once and cached")
     progress = interactive_output()
     module = ClassifierModule(

@@ -38,6 +38,8 @@ def write_summary(
         f"- **best epoch**: {_epoch(status.get('best_epoch'))}, validation accuracy "
         f"{_pct(status.get('best_val_acc'))}; {status.get('epochs_run', 0)} epochs in "
         f"{status.get('wall_time_s', 0):.0f} s",
+        f"- **training compute**: {_tflop(status.get('train_tflop'))} (forward + backward FLOPs "
+        f"per image x images trained on; the same on every machine)",
     ]
     if test:
         lines += [
@@ -71,6 +73,10 @@ def write_summary(
     path = Path(run_dir) / "summary.md"
     write_text(path, "\n".join(lines) + "\n")
     return path
+
+
+def _tflop(t: float | None) -> str:
+    return "–" if t is None or t != t else f"{t:.3g} TFLOP"
 
 
 def _epoch(e: int | None) -> str:
