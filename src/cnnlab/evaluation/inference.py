@@ -8,7 +8,6 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 
-@torch.inference_mode()
 def predict_logits(
     model: nn.Module,
     dataset: Dataset,
@@ -20,9 +19,16 @@ def predict_logits(
     batch_transform: nn.Module | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(logits (N, C) float32, targets (N,)) over the dataset in order."""
+    # Converted outside inference mode: weights converted inside it would become inference
+    # tensors, and the model could no longer be used with autograd (Grad-CAM) afterwards.
     model = model.to(device).eval()
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
+    return _predict(model, dataset, batch_size, device, workers, channels_last, batch_transform)
+
+
+@torch.inference_mode()
+def _predict(model, dataset, batch_size, device, workers, channels_last, batch_transform):
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers)
     logits, targets = [], []
     transform = (batch_transform or nn.Identity()).to(device)
