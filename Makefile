@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 FMNIST := /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz
 
-.PHONY: setup data demo test lint format bench clean
+.PHONY: setup data browser demo test lint format bench clean
 
 setup: $(STAMP)
 
@@ -24,10 +24,20 @@ data: setup
 	  $(VENV)/bin/cnnlab data download fashion-mnist; \
 	fi
 
+# Chromium for the report's browser test: Debian's package when we may install it.
+browser:
+	@if command -v chromium >/dev/null; then \
+	  echo "Chromium: found"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  (apt-get install -y -q chromium || (apt-get update -q && apt-get install -y -q chromium)) >/dev/null; \
+	else \
+	  echo "Chromium is missing: the browser test will fail; install it with: sudo apt-get install -y chromium"; \
+	fi
+
 demo: data
 	$(VENV)/bin/cnnlab train --name demo
 
-test: data
+test: data browser
 	$(PY) -m pytest -q
 
 lint: setup

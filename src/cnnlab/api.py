@@ -300,6 +300,44 @@ def predict(
 
 
 # ---------------------------------------------------------------------------------------------
+# look at a run
+
+
+def report(
+    run: str | Path, *, mistakes: int = 12, method: str = "gradcam",
+    runs_dir: str | Path | None = None,
+) -> Path:  # fmt: skip
+    """RUN/report.html: one self-contained page (status, data, model, config, curves, test
+    metrics, confusion matrix, the most confident mistakes with Grad-CAM, findings,
+    environment). Written at the end of every training run too."""
+    from cnnlab.report import write_report
+
+    tune_process()
+    if mistakes < 0:
+        raise ConfigError(f"--mistakes must be 0 or more, got {mistakes}")
+    return write_report(runs.resolve_run(run, runs_dir), mistakes=mistakes, method=method)
+
+
+def explain(
+    run: str | Path,
+    images: Sequence[str | Path],
+    *,
+    method: str = "gradcam",
+    class_name: str | None = None,
+    out_dir: str | Path | None = None,
+    runs_dir: str | Path | None = None,
+) -> list[Any]:
+    """Grad-CAM (or Grad-CAM++) heatmaps over images, with the run's exact preprocessing:
+    one overlay PNG per image in `out_dir` (default RUN/explain/), for the predicted class or
+    `class_name`."""
+    from cnnlab.explain import explain as explain_images
+
+    tune_process()
+    return explain_images(runs.resolve_run(run, runs_dir), images, method=method,
+                          class_name=class_name, out_dir=out_dir)  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------
 # models / summary
 
 
@@ -337,6 +375,6 @@ def models(
 
 
 __all__ = [
-    "train", "fit", "load_run", "evaluate", "predict", "summary", "models", "RunResult",
-    "LoadedRun", "resolve_config",
+    "train", "fit", "load_run", "evaluate", "predict", "report", "explain", "summary", "models",
+    "RunResult", "LoadedRun", "resolve_config",
 ]  # fmt: skip

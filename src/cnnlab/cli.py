@@ -158,6 +158,23 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("--runs-dir", help="where run names are looked up (default: runs)")
     pr.add_argument("--json", action="store_true", help="print the results as JSON")
 
+    r = sub.add_parser("report", help="write RUN/report.html, one self-contained page")
+    r.add_argument("run", help="run folder or name")
+    r.add_argument("--mistakes", type=int, default=12, help="confident mistakes shown (default 12)")
+    r.add_argument("--method", default="gradcam", choices=["gradcam", "gradcam++"],
+                   help="heatmap beside each mistake (default gradcam)")  # fmt: skip
+    r.add_argument("--runs-dir", help="where run names are looked up (default: runs)")
+
+    ex = sub.add_parser("explain", help="Grad-CAM heatmaps: what in an image drove the prediction")
+    ex.add_argument("run", help="run folder or name")
+    ex.add_argument("images", nargs="+", help="image files")
+    ex.add_argument("--method", default="gradcam", choices=["gradcam", "gradcam++"],
+                    help="gradcam (default) or gradcam++")  # fmt: skip
+    ex.add_argument("--class", dest="class_name", metavar="NAME",
+                    help="explain this class instead of the predicted one")  # fmt: skip
+    ex.add_argument("--out", help="folder for the overlay PNGs (default: RUN/explain)")
+    ex.add_argument("--runs-dir", help="where run names are looked up (default: runs)")
+
     s = sub.add_parser("summary", help="layer table: output shapes, parameters, FLOPs, formulas")
     s.add_argument("model", help="model name (see `cnnlab models`)")
     s.add_argument("--input", help="CxHxW or a side, e.g. 3x224x224 or 32 (default: native)")
@@ -282,6 +299,26 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from cnnlab import api
+
+    path = api.report(args.run, mistakes=args.mistakes, method=args.method, runs_dir=args.runs_dir)
+    print(f"report: {path}")
+    return 0
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from cnnlab import api
+    from cnnlab.explain.images import caption
+
+    results = api.explain(args.run, args.images, method=args.method, class_name=args.class_name,
+                          out_dir=args.out, runs_dir=args.runs_dir)  # fmt: skip
+    for r in results:
+        text = caption(r.method, r.predicted, r.predicted_prob, r.target, r.target_prob)
+        print(f"{r.image}: {text} -> {r.output}")
+    return 0
+
+
 def cmd_summary(args: argparse.Namespace) -> int:
     from cnnlab import api
     from cnnlab.models import get_model_info
@@ -347,6 +384,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
 COMMANDS = {
     "train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "summary": cmd_summary,
     "models": cmd_models, "conv": cmd_conv, "data": cmd_data, "experiment": cmd_experiment,
+    "report": cmd_report, "explain": cmd_explain,
 }  # fmt: skip
 
 

@@ -136,7 +136,7 @@ def start_run(
         run_dir, RunStatus.RUNNING, device=plan.device.accelerator,
         device_reason=plan.device.reason, build=prepared.build,
         params=sum(p.numel() for p in prepared.model.parameters()),
-        variant=getattr(prepared.model, "variant", ""),
+        variant=getattr(prepared.model, "variant", ""), data=prepared.bundle.source,
     )  # fmt: skip
     log(f"run folder: {run_dir}")
     return fit_and_report(plan, prepared, log=log, callbacks=callbacks)
@@ -277,9 +277,23 @@ def fit_and_report(
 
         own = load_weights(prepared.model.backbone, run_dir)
     test = evaluate_run(run_dir, bundle=prepared.bundle, model=own, log=log)
-    log(f"report: {run_dir / 'summary.md'}")
+    write_run_report(run_dir, log, bundle=prepared.bundle)
     record = runs.read_status(run_dir)
     return RunResult(run_dir, record["status"], record, test, prepared.model)
+
+
+def write_run_report(run_dir: Path, log: Log, *, bundle: Any = None) -> None:
+    """report.html at the end of a run; a problem with it is said, never fatal to the run."""
+    from cnnlab.errors import CnnlabError
+    from cnnlab.report import write_report
+
+    try:
+        path = write_report(run_dir, bundle=bundle)
+    except (CnnlabError, OSError, RuntimeError, ValueError) as e:
+        log(f"warning: report.html not written ({type(e).__name__}: {e}); "
+            f"`cnnlab report {run_dir}` tries again")  # fmt: skip
+        return
+    log(f"report: {path} (and summary.md)")
 
 
 def _exporter(plan: RunPlan, prepared: Prepared) -> Callable[[Any, int], None]:

@@ -126,6 +126,32 @@ def test_predict_uses_training_preprocessing(trained, tmp_path, capsys):
         assert [t["prob"] for t in r["top"]] == pytest.approx(top.values.tolist(), abs=1e-5)
 
 
+def test_report_is_written_and_explain_draws_heatmaps(trained, tmp_path, capsys):
+    from PIL import Image
+
+    from cnnlab.data.fashion_mnist import load_fashion_mnist
+
+    page = (trained / "report.html").read_text()  # written at the end of training
+    test = json.loads((trained / "test.json").read_text())
+    assert f'id="headline-accuracy" data-value="{test["accuracy"]!r}"' in page
+    assert "<script" not in page
+    before = (trained / "report.html").stat().st_mtime_ns
+    assert main(["report", str(trained), "--mistakes", "3"]) == 0
+    assert capsys.readouterr().out.strip() == f"report: {trained / 'report.html'}"
+    assert (trained / "report.html").stat().st_mtime_ns > before
+    images, _ = load_fashion_mnist("test")
+    shoe = tmp_path / "shoe.png"
+    Image.fromarray(np.asarray(images[0])).save(shoe)  # test image 0 is an ankle boot
+    out = tmp_path / "cams"
+    argv = ["explain", str(trained), str(shoe), "--class", "Sneaker", "--out", str(out)]
+    assert main(argv) == 0
+    line = capsys.readouterr().out.strip()
+    assert line.startswith(f"{shoe}: ") and "Sneaker" in line
+    assert line.endswith(str(out / "shoe.gradcam.png")) and (out / "shoe.gradcam.png").is_file()
+    assert main(["explain", str(trained), str(shoe), "--class", "Snekaer"]) == 2
+    assert "did you mean" in capsys.readouterr().err
+
+
 def test_one_validation_loss_everywhere(trained, capsys):
     """Training's val loss for the best epoch is what `evaluate --split val` reports."""
     assert main(["evaluate", str(trained), "--split", "val", "--json"]) == 0

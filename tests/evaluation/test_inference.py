@@ -47,3 +47,15 @@ def test_a_batch_transform_is_applied_before_the_model():
     with torch.no_grad():
         expected = model(x.float() / 255.0)
     torch.testing.assert_close(torch.from_numpy(logits), expected, rtol=0, atol=1e-4)
+
+
+def test_predicting_leaves_the_model_usable_with_autograd():
+    # the report predicts a split, then computes Grad-CAM with the same model
+    from cnnlab.explain import cam
+
+    torch.manual_seed(0)
+    model = create_model("smallcnn", num_classes=3, in_chans=1, input_size=28)
+    data = TensorDataset(torch.randn(5, 1, 28, 28), torch.tensor([0, 1, 2, 0, 1]))
+    predict_logits(model, data, batch_size=2)
+    assert not any(p.is_inference() for p in model.parameters())
+    assert cam(model, data.tensors[0][0], 1).shape == (28, 28)

@@ -1,0 +1,5 @@
+"""The run report: report.html, one self-contained page (see `cnnlab.report.html`)."""
+
+from cnnlab.report.html import REPORT, write_report
+
+__all__ = ["REPORT", "write_report"]
