@@ -12,6 +12,19 @@ def _pct(x: float | None) -> str:
     return "–" if x is None else f"{100 * x:.2f}%"
 
 
+def _skipped(data_lines: list[str]) -> str:
+    """The data summary's 'skipped N files' line and its reasons, on one line ('' if none)."""
+    for i, line in enumerate(data_lines):
+        if line.startswith("skipped "):
+            reasons = []
+            for detail in data_lines[i + 1 :]:
+                if not detail.startswith("  "):
+                    break
+                reasons.append(" ".join(detail.split()))
+            return line.rstrip(":") + (": " + "; ".join(reasons) if reasons else "")
+    return ""
+
+
 def write_summary(
     run_dir: Path,
     *,
@@ -39,6 +52,9 @@ def write_summary(
         f"{_pct(status.get('best_val_acc'))}; {status.get('epochs_run', 0)} epochs in "
         f"{status.get('wall_time_s', 0):.0f} s",
     ]
+    skipped = _skipped(data_lines)
+    if skipped:
+        lines.append(f"- **skipped**: {skipped}")
     if test:
         lines += [
             f"- **{test.get('split', 'test')} accuracy**: {_pct(test['accuracy'])} on "
