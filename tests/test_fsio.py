@@ -60,3 +60,26 @@ def test_write_with_follows_the_umask_whatever_the_writer_does(tmp_path):
         os.umask(old)
     mode = stat.S_IMODE((tmp_path / "model.safetensors").stat().st_mode)
     assert mode == stat.S_IMODE((tmp_path / "other.json").stat().st_mode) == 0o644
+
+
+def test_before_replace_runs_only_once_the_new_file_is_complete(tmp_path):
+    path = tmp_path / "last.ckpt"
+    path.write_text("old")
+    seen = []
+
+    def keep_previous():  # what the checkpoint rotation does: the old file moves aside
+        seen.append(sorted(p.name for p in tmp_path.iterdir()))
+        path.rename(tmp_path / "last.prev.ckpt")
+
+    fsio.write_with(path, lambda tmp: tmp.write_text("new"), before_replace=keep_previous)
+    assert seen == [[f".last.tmp-{__import__('os').getpid()}.ckpt", "last.ckpt"]]
+    assert path.read_text() == "new" and (tmp_path / "last.prev.ckpt").read_text() == "old"
+
+    def full_disk(tmp):
+        tmp.write_text("half")
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError):
+        fsio.write_with(path, full_disk, before_replace=keep_previous)
+    assert len(seen) == 1  # never ran: last.ckpt is still the complete previous file
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt", "last.prev.ckpt"]

@@ -104,3 +104,22 @@ def test_temporaries_of_dead_writers_are_removed_live_ones_kept(tmp_path):
     live.write_text("x")
     assert runs.remove_stale_temporaries(tmp_path) == [stale.name]
     assert live.exists() and not stale.exists()
+
+
+def test_a_damaged_config_or_classes_file_is_a_run_error_naming_it(tmp_path):
+    from cnnlab import config as C
+
+    (tmp_path / "config.yaml").write_text(C.to_yaml(C.Config(name="r")))
+    assert runs.read_config(tmp_path).name == "r"
+    text = (tmp_path / "config.yaml").read_text()
+    for damaged in (text[: text.index("optim:")], "{not: [yaml", "just a string\n", ""):
+        (tmp_path / "config.yaml").write_text(damaged)
+        with pytest.raises(RunError, match="config.yaml is unusable.*restore it"):
+            runs.read_config(tmp_path)
+    assert runs.read_classes(tmp_path) is None  # a run that has not scanned its data yet
+    (tmp_path / "classes.json").write_text('["ants", "bees"]')
+    assert runs.read_classes(tmp_path) == ["ants", "bees"]
+    for damaged in ('["ants", "be', "[]", '{"a": 1}', "[1, 2]"):
+        (tmp_path / "classes.json").write_text(damaged)
+        with pytest.raises(RunError, match="classes.json is unreadable"):
+            runs.read_classes(tmp_path)

@@ -133,7 +133,7 @@ def _resume(
 
     run_dir = runs.resolve_run(run, runs_dir)
     with runs.owned(run_dir, log):
-        cfg = _saved_config(run_dir)
+        cfg = runs.read_config(run_dir)
         given = {k: v for k, v in overrides.items() if v is not None}
         for key, value in given.items():
             if key not in RESUME_KEYS:
@@ -155,13 +155,6 @@ def _resume(
         ckpt = resume_checkpoint(run_dir, log=log)
         plan = make_plan(cfg, run_dir, resume_from=ckpt)
         return continue_run(plan, log=log, callbacks=callbacks, config_changed=bool(given))
-
-
-def _saved_config(run_dir: Path) -> C.Config:
-    try:
-        return C.load_yaml(run_dir / "config.yaml")
-    except ConfigError as e:
-        raise RunError(f"{run_dir / 'config.yaml'} is unusable ({e}); restore it") from None
 
 
 # ---------------------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from cnnlab.errors import (
     CnnlabError,
     ConfigError,
     InterruptedRun,
+    message_of,
 )
 
 # CLI spellings that differ from the config key
@@ -433,7 +434,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _first_line(e: BaseException) -> str:
-    return str(e).splitlines()[0] if str(e) else ""
+    return message_of(e)  # also for an error a DataLoader worker re-raised
 
 
 def _silence_stdout() -> None:

@@ -32,6 +32,11 @@ class DataError(CnnlabError):
     exit_code = EXIT_DATA
 
 
+class DataChangedError(DataError):
+    """Files of a run's data changed or vanished after they were checked. The message says
+    what; the layer that knows the run adds the command that continues without them."""
+
+
 class RunError(CnnlabError):
     exit_code = EXIT_RUN
 
@@ -54,6 +59,17 @@ class DivergedError(CnnlabError):
 
 class InterruptedRun(CnnlabError):
     exit_code = EXIT_INTERRUPTED
+
+
+def message_of(e: BaseException) -> str:
+    """The one line a user sees for an error. An error raised in a DataLoader worker process
+    comes back as 'Caught X in DataLoader worker process N.' followed by the worker's
+    traceback, whose last line is 'module.X: the message': that message is the line."""
+    text = str(e).strip()
+    if text.startswith("Caught ") and "Original Traceback" in text:
+        last = text.splitlines()[-1]
+        return last.split(": ", 1)[1] if ": " in last else last
+    return text.splitlines()[0] if text else ""
 
 
 def suggest(name: str, choices: Iterable[str]) -> str:

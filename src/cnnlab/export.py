@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from cnnlab.errors import RunError
+from cnnlab.errors import CnnlabError, RunError, message_of
 from cnnlab.fsio import read_json, write_json
 from cnnlab.models import create_model
 from cnnlab.models.base import CnnClassifier
@@ -69,8 +69,14 @@ def load_exported(folder: Path) -> tuple[CnnClassifier, dict[str, Any]]:
             f"`cnnlab.load_run({str(folder)!r}, model=YourModel())`"
         )
     name = build.pop("name")
-    model = create_model(name, **build)
-    load_safetensors_checked(model, folder / WEIGHTS)
+    try:
+        model = create_model(name, **build)
+        load_safetensors_checked(model, folder / WEIGHTS)
+    except CnnlabError as e:  # an unknown model, or one whose tensors are not these
+        raise RunError(
+            f"{folder / SIDECAR} does not describe the weights in {WEIGHTS} ({message_of(e)}); "
+            f"restore it or re-export the run"
+        ) from None
     model.preprocess = PreprocessSpec.from_dict(meta["preprocess"])
     return model.eval(), meta
 

@@ -56,8 +56,15 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
     write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
 
 
-def write_with(path: str | os.PathLike, writer: Callable[[Path], None]) -> None:
-    """Atomic write for libraries that insist on writing a path themselves (savefig, torch.save)."""
+def write_with(
+    path: str | os.PathLike,
+    writer: Callable[[Path], None],
+    *,
+    before_replace: Callable[[], None] | None = None,
+) -> None:
+    """Atomic write for libraries that insist on writing a path themselves (savefig, torch.save).
+    `before_replace` runs once the new file is complete and synced, just before it takes the
+    final name (to keep the previous version under another name, say)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
@@ -67,6 +74,8 @@ def write_with(path: str | os.PathLike, writer: Callable[[Path], None]) -> None:
         os.chmod(tmp, 0o666 & ~_umask())
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
+        if before_replace is not None:
+            before_replace()
         os.replace(tmp, path)
         _fsync_dir(path.parent)
     finally:

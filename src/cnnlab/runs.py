@@ -143,6 +143,37 @@ def status_of(run_dir: Path) -> RunStatus | None:
     return read_status(run_dir, missing_ok=True).get("status")
 
 
+def read_config(run_dir: Path) -> Any:
+    """The run's config.yaml as a Config; a RunError naming the file when it is damaged."""
+    from cnnlab import config as C
+
+    path = Path(run_dir) / "config.yaml"
+    try:
+        raw = C.read_yaml(path)
+        # cnnlab writes every section: one that is gone means a cut or damaged file, whose
+        # missing keys would otherwise quietly take their defaults
+        missing = [s for s in C.SECTIONS if not isinstance(raw, dict) or s not in raw]
+        if missing:
+            raise ConfigError(f"section {missing[0]} is missing")
+        return C.from_dict(raw)
+    except ConfigError as e:
+        raise RunError(f"{path} is unusable ({e}); restore it") from None
+
+
+def read_classes(run_dir: Path) -> list[str] | None:
+    """classes.json (None when the run has none yet); a RunError naming it when damaged."""
+    path = Path(run_dir) / "classes.json"
+    if not path.exists():
+        return None
+    try:
+        classes = read_json(path)
+    except (OSError, ValueError):
+        classes = None
+    if not (isinstance(classes, list) and classes and all(isinstance(c, str) for c in classes)):
+        raise RunError(f"{path} is unreadable; the run folder is damaged: restore it")
+    return classes
+
+
 def write_status(run_dir: Path, status: RunStatus | None = None, **fields: Any) -> dict[str, Any]:
     """Update run.json: the status (when given) and any other fields."""
     path = Path(run_dir) / "run.json"
@@ -155,6 +186,9 @@ def write_status(run_dir: Path, status: RunStatus | None = None, **fields: Any) 
     return record
 
 
+HISTORY_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "epoch_time_s")
+
+
 def read_history(run_dir: Path) -> list[dict[str, Any]]:
     """metrics.csv as rows of numbers (epoch as int); [] when the run has no readable history."""
     import csv
@@ -162,8 +196,10 @@ def read_history(run_dir: Path) -> list[dict[str, Any]]:
     try:
         with open(Path(run_dir) / "metrics.csv", encoding="utf-8") as fh:
             rows = list(csv.DictReader(fh))
-        return [{k: int(v) if k == "epoch" else float(v) for k, v in r.items() if v} for r in rows]
-    except (OSError, ValueError):
+        # a row cut short (a damaged file) has missing fields: it is left out, not half-read
+        whole = [r for r in rows if None not in r and all(r.get(k) for k in HISTORY_COLUMNS)]
+        return [{k: int(v) if k == "epoch" else float(v) for k, v in r.items() if v} for r in whole]
+    except (OSError, ValueError, csv.Error):
         return []
 
 
@@ -252,8 +288,14 @@ def owned(run_dir: Path, log: Callable[[str], None] = print) -> Iterator[None]:
     try:
         yield
     finally:
-        if _lock_holder(path).get("pid") == me["pid"]:
-            path.unlink(missing_ok=True)
+        release_lock(run_dir)
+
+
+def release_lock(run_dir: Path) -> None:
+    """Remove the run folder's lock file if this process holds it."""
+    path = Path(run_dir) / LOCK
+    if _lock_holder(path).get("pid") == os.getpid():
+        path.unlink(missing_ok=True)
 
 
 def lock_holder(run_dir: Path) -> dict[str, Any] | None:

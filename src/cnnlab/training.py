@@ -22,8 +22,15 @@ from typing import TYPE_CHECKING, Any
 
 from cnnlab import config as C
 from cnnlab import runs
-from cnnlab.errors import DiskFullError, DivergedError, InterruptedRun, RunError
-from cnnlab.fsio import read_json, write_json, write_text
+from cnnlab.errors import (
+    DataChangedError,
+    DiskFullError,
+    DivergedError,
+    InterruptedRun,
+    RunError,
+    message_of,
+)
+from cnnlab.fsio import write_json, write_text
 from cnnlab.runs import RunStatus
 
 if TYPE_CHECKING:
@@ -132,14 +139,17 @@ def start_run(
         runs.environment(plan.device.accelerator, plan.device.reason),
     )
     prepared.bundle.write_artifacts(run_dir)
-    runs.write_status(
-        run_dir, RunStatus.RUNNING, device=plan.device.accelerator,
-        device_reason=plan.device.reason, build=prepared.build,
-        params=sum(p.numel() for p in prepared.model.parameters()),
-        variant=getattr(prepared.model, "variant", ""), data=prepared.bundle.source,
-    )  # fmt: skip
     log(f"run folder: {run_dir}")
-    return fit_and_report(plan, prepared, log=log, callbacks=callbacks)
+
+    def running() -> None:  # once every process of the run has joined: training starts
+        runs.write_status(
+            run_dir, RunStatus.RUNNING, device=plan.device.accelerator,
+            device_reason=plan.device.reason, build=prepared.build,
+            params=sum(p.numel() for p in prepared.model.parameters()),
+            variant=getattr(prepared.model, "variant", ""), data=prepared.bundle.source,
+        )  # fmt: skip
+
+    return fit_and_report(plan, prepared, log=log, callbacks=callbacks, on_joined=running)
 
 
 def continue_run(
@@ -148,19 +158,28 @@ def continue_run(
     """Resume from plan.resume_from. Nothing of the run changes until the data and the model
     are known to match the checkpoint; a failure before that leaves the run as it was."""
     run_dir = plan.run_dir
-    with sigterm_interrupts():
-        prepared = prepare(plan, log)
+    try:
+        with sigterm_interrupts():
+            prepared = prepare(plan, log)
+    except DataChangedError as e:
+        raise DataChangedError(f"{message_of(e)}: {_continue_command(run_dir)}") from None
     check_same_classes(run_dir, prepared.bundle.classes)
     check_checkpoint_fits(plan.resume_from, prepared.model)
     if config_changed:
         write_text(run_dir / "config.yaml", C.to_yaml(plan.config))
+    # skipped.csv, the split and the counts describe the data the run goes on with (files
+    # that vanished, resumed with --allow-changed-data, are listed as `missing`)
+    prepared.bundle.write_artifacts(run_dir)
     removed = runs.remove_stale_temporaries(run_dir)
     if removed:
         log(f"removed {len(removed)} temporary files of a killed writer: {', '.join(removed)}")
-    runs.write_status(run_dir, RunStatus.RUNNING, resumed_from=plan.resume_from.name,
-                      device=plan.device.accelerator)  # fmt: skip
     log(f"resuming {run_dir} from {plan.resume_from.name}")
-    return fit_and_report(plan, prepared, log=log, callbacks=callbacks)
+
+    def running() -> None:  # the run's status changes only once training really goes on
+        runs.write_status(run_dir, RunStatus.RUNNING, resumed_from=plan.resume_from.name,
+                          device=plan.device.accelerator)  # fmt: skip
+
+    return fit_and_report(plan, prepared, log=log, callbacks=callbacks, on_joined=running)
 
 
 def release_name(run_dir: Path) -> None:
@@ -193,7 +212,7 @@ def sigterm_interrupts() -> Iterator[None]:
 
 
 def check_same_classes(run_dir: Path, classes: list[str]) -> None:
-    saved = read_json(run_dir / "classes.json") if (run_dir / "classes.json").exists() else None
+    saved = runs.read_classes(run_dir)
     if saved is not None and saved != classes:
         raise RunError(
             f"the data's classes {classes[:5]}… differ from the run's {saved[:5]}…; "
@@ -224,21 +243,38 @@ def check_checkpoint_fits(ckpt: Path | None, model: Any) -> None:
 
 
 def fit_and_report(
-    plan: RunPlan, prepared: Prepared, *, log: Log, callbacks: Sequence[Any] = ()
+    plan: RunPlan,
+    prepared: Prepared,
+    *,
+    log: Log,
+    callbacks: Sequence[Any] = (),
+    on_joined: Callable[[], None] | None = None,
 ) -> RunResult:
+    from cnnlab.engine.rendezvous import DistributedSetupError
     from cnnlab.engine.trainer import fit
 
     run_dir = plan.run_dir
     try:
         result = fit(
             plan, prepared.bundle, prepared.model, export_best=_exporter(plan, prepared),
-            log=log, callbacks=callbacks,
+            log=log, callbacks=callbacks, on_joined=on_joined,
+            on_interrupt=lambda name: _abandon(plan, f"interrupted by {name}"),
         )  # fmt: skip
+    except DistributedSetupError:
+        _abandon(plan)
+        raise
     except DivergedError as e:
         write_json(run_dir / "divergence.json", {"message": str(e), "time": runs.now()})
         runs.write_status(run_dir, RunStatus.DIVERGED, stop_reason=str(e))
         _plots(plan, runs.read_history(run_dir))
         raise
+    except DataChangedError as e:  # a file changed or vanished mid-run (maybe in a worker)
+        message = (
+            f"{message_of(e)}; the last checkpoint is kept: continue without such files with "
+            f"{_continue_command(run_dir)}"
+        )
+        runs.write_status(run_dir, RunStatus.FAILED, error=message)
+        raise DataChangedError(message) from None
     except (InterruptedRun, KeyboardInterrupt) as e:
         runs.write_status(run_dir, RunStatus.INTERRUPTED, stop_reason=str(e) or "interrupted")
         raise InterruptedRun(
@@ -294,6 +330,27 @@ def write_run_report(run_dir: Path, log: Log, *, bundle: Any = None) -> None:
             f"`cnnlab report {run_dir}` tries again")  # fmt: skip
         return
     log(f"report: {path} (and summary.md)")
+
+
+def _abandon(plan: RunPlan, interrupted: str | None = None) -> None:
+    """The processes of a distributed run never all joined: nothing was trained. A new run
+    frees its name; a resumed one stays as it was (its status was not touched yet). With
+    `interrupted` (Ctrl-C / SIGTERM during the wait) this runs in a helper thread just before
+    the process exits, so it also gives the run folder's lock back and says what happened."""
+    import sys
+
+    if runs.is_rank_zero():
+        if plan.resume_from is None:
+            release_name(plan.run_dir)
+        if interrupted:
+            runs.release_lock(plan.run_dir)
+    if interrupted:
+        print(f"\n{interrupted} while waiting for the other processes of the distributed run; "
+              f"nothing was trained", file=sys.stderr)  # fmt: skip
+
+
+def _continue_command(run_dir: Path) -> str:
+    return f"`cnnlab train --resume {run_dir} --allow-changed-data`"
 
 
 def _exporter(plan: RunPlan, prepared: Prepared) -> Callable[[Any, int], None]:

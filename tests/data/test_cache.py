@@ -12,7 +12,7 @@ from imagetree import write_image
 from cnnlab.data import cache, imaging, scan
 from cnnlab.data.cache import ImageDataset, PixelCacheBuilder
 from cnnlab.data.scan import Candidate
-from cnnlab.errors import DataError
+from cnnlab.errors import DataChangedError, DataError
 
 SHORT = 12
 
@@ -183,5 +183,5 @@ def test_dataset_without_cache_decodes_and_names_a_file_that_changed(files):
     x, y = ds[3]
     assert torch.equal(x, torch.from_numpy(imaging.prepare(files[3], 3, SHORT)).permute(2, 0, 1))
     files[3].write_bytes(b"")
-    with pytest.raises(DataError, match=f"{files[3].name} changed or vanished after the data"):
+    with pytest.raises(DataChangedError, match=f"{files[3].name} changed or vanished after the"):
         ds[3]

@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader
 from cnnlab.data import imaging
 from cnnlab.data.folder import build_folder_data
 from cnnlab.data.transforms import load_for_predict
-from cnnlab.errors import ConfigError, DataError
+from cnnlab.errors import ConfigError, DataChangedError, DataError
 from cnnlab.models.spec import PreprocessSpec
 
 SPEC = PreprocessSpec((3, 16, 16), (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), crop_pct=0.875)
@@ -155,7 +155,9 @@ def test_manifest_reuses_exactly_the_same_split(make_tree, cache_dir, tmp_path):
     assert "1 added" in notes and "1 modified" in notes
 
     (root / "cat" / "img001.png").unlink()
-    with pytest.raises(DataError, match=r"1 files of the split manifest .* are missing .*img001"):
+    with pytest.raises(
+        DataChangedError, match=r"1 files of the split manifest .* are missing .*img001"
+    ):
         build(root, cache_dir, manifest=manifest)
     lenient = build(root, cache_dir, manifest=manifest, allow_changed=True)
     assert [s.reason for s in lenient.skipped] == ["missing"]

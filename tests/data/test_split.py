@@ -9,7 +9,7 @@ from imagetree import write_image
 
 from cnnlab.data import split
 from cnnlab.data.split import ManifestRow
-from cnnlab.errors import DataError
+from cnnlab.errors import DataError, RunError
 
 
 def test_detect_layout(make_tree, tmp_path):
@@ -164,12 +164,16 @@ def test_manifest_round_trip_and_errors(tmp_path):
     split.write_manifest(tmp_path / "m.csv", rows)
     assert split.read_manifest(tmp_path / "m.csv") == rows
     (tmp_path / "bad.csv").write_text("path,label\nx,y\n")
-    with pytest.raises(DataError, match="not a split manifest"):
+    # a run-folder file: a damaged one is a RunError (exit 5) that says how to recover
+    with pytest.raises(RunError, match="not a split manifest.*restore it, or delete it"):
         split.read_manifest(tmp_path / "bad.csv")
     (tmp_path / "bad2.csv").write_text("split,path,label,size,mtime_ns\ntrain,x,y,big,1\n")
-    with pytest.raises(DataError, match="damaged"):
+    with pytest.raises(RunError, match="damaged"):
         split.read_manifest(tmp_path / "bad2.csv")
-    with pytest.raises(DataError, match="cannot read"):
+    (tmp_path / "cut.csv").write_text("split,path,label,size,mtime_ns\ntrain,x,y,1")
+    with pytest.raises(RunError, match="damaged"):
+        split.read_manifest(tmp_path / "cut.csv")
+    with pytest.raises(RunError, match="cannot read"):
         split.read_manifest(tmp_path / "none.csv")
 
 
@@ -191,3 +195,23 @@ def test_diff_manifest(make_tree):
     assert diff.modified == ["cat/img001.png"]
     assert diff.added == ["cat/new.png"]
     assert len(diff.lines()) == 3 and "1 missing" in diff.lines()[0]
+
+
+def test_a_manifest_cut_short_is_named_even_at_a_line_boundary(tmp_path):
+    from cnnlab.data.bundle import write_class_counts
+
+    rows = [ManifestRow("train", f"c/{i}.png", "c", 1, 1) for i in range(4)]
+    rows += [ManifestRow("val", "c/v.png", "c", 1, 1)]
+    path = tmp_path / "split_manifest.csv"
+    split.write_manifest(path, rows)
+    write_class_counts(tmp_path, ["c"], {"train": [4], "val": [1]})
+    assert split.read_manifest(path) == rows
+    text = path.read_text()
+    path.write_text(text[:-3])  # mid-row: no final newline
+    with pytest.raises(RunError, match="cut short"):
+        split.read_manifest(path)
+    path.write_text("".join(text.splitlines(keepends=True)[:4]))  # whole rows, val ones gone
+    with pytest.raises(RunError, match="lists 3 train files, class_counts.json 4: it is damaged"):
+        split.read_manifest(path)
+    (tmp_path / "class_counts.json").write_text("{damaged")  # nothing to compare: trusted
+    assert len(split.read_manifest(path)) == 3

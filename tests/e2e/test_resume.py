@@ -1,55 +1,21 @@
 """Interruption and resume: kill -9, SIGTERM, extension, corrupt and malicious checkpoints."""
 
-import csv
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
+from tests.procs import cli_process as _cli
+from tests.procs import exported_weights as _weights
+from tests.procs import metrics_rows as _metrics
+from tests.procs import wait_for_epochs as _wait_for_epochs
 
 from cnnlab.cli import main
 
 pytestmark = pytest.mark.usefixtures("fmnist")
 BASE = ["--subset", "960", "--batch-size", "64", "--threads", "1", "--seed", "3", "--deterministic"]
-TIMING = ("epoch_time_s", "images_per_s")
-
-
-def _cli(*args: str) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen(
-        [sys.executable, "-m", "cnnlab", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True, env=env,
-    )  # fmt: skip
-
-
-def _metrics(run: Path) -> list[dict]:
-    with open(run / "metrics.csv") as fh:
-        return [{k: v for k, v in r.items() if k not in TIMING} for r in csv.DictReader(fh)]
-
-
-def _weights(run: Path) -> dict:
-    return load_file(str(run / "model.safetensors"))
-
-
-def _wait_for_epochs(proc: subprocess.Popen, run: Path, n: int, timeout: float = 180) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        # the checkpoint lands just after the metrics row (atomically: present means complete)
-        if (
-            (run / "metrics.csv").exists()
-            and len(_metrics(run)) >= n
-            and (run / "last.ckpt").exists()
-        ):
-            return
-        assert proc.poll() is None, proc.communicate()
-        time.sleep(0.02)
-    raise AssertionError("training did not reach the epoch in time")
 
 
 @pytest.fixture(scope="module")

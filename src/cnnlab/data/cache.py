@@ -50,7 +50,7 @@ from torch.utils.data import Dataset, WeightedRandomSampler
 from cnnlab import fsio
 from cnnlab.data import imaging
 from cnnlab.data.transforms import sample_seed
-from cnnlab.errors import DataError
+from cnnlab.errors import DataChangedError, DataError
 
 try:
     import fcntl
@@ -360,10 +360,9 @@ class ImageDataset(Dataset):
         try:
             return imaging.prepare(self.paths[i], *self.decode)
         except imaging.ImageError as e:  # it passed the scan, so it changed on disk since
-            raise DataError(
+            raise DataChangedError(
                 f"{self.paths[i]} changed or vanished after the data was checked ({e.reason}: "
-                f"{e.detail}); the last checkpoint is kept: continue without such files with "
-                f"`cnnlab train --resume RUN --allow-changed-data`"
+                f"{e.detail})"
             ) from e
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:

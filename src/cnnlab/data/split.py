@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import math
 import os
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +30,7 @@ from pathlib import Path
 from cnnlab import fsio
 from cnnlab.data import imaging
 from cnnlab.data.scan import Candidate, Skipped, walk
-from cnnlab.errors import DataError
+from cnnlab.errors import DataChangedError, DataError, RunError
 
 SPLITS = ("train", "val", "test")
 SPLIT_NAMES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
@@ -250,12 +251,18 @@ def write_manifest(path: Path, rows: Iterable[ManifestRow]) -> None:
 
 
 def read_manifest(path: Path) -> list[ManifestRow]:
-    fix = "pass the split_manifest.csv of an earlier run, or leave the manifest out"
+    """A run's split_manifest.csv. It belongs to the run folder, so a damaged one is a RunError
+    (exit 5): restore it, or delete it, and the files are split again by the run's seed (the
+    same split while the files have not changed)."""
+    fix = "restore it, or delete it to split the files again by the run's seed"
     try:
-        with open(path, newline="", encoding="utf-8") as fh:
+        text = Path(path).read_text(encoding="utf-8")
+        if text and not text.endswith("\n"):  # every row ends with one: the file was cut
+            raise RunError(f"split manifest {path} is cut short (damaged); {fix}")
+        with io.StringIO(text, newline="") as fh:
             reader = csv.DictReader(fh)
             if tuple(reader.fieldnames or ()) != MANIFEST_FIELDS:
-                raise DataError(
+                raise RunError(
                     f"{path} is not a split manifest (header {reader.fieldnames}); {fix}"
                 )
             rows = [
@@ -263,13 +270,31 @@ def read_manifest(path: Path) -> list[ManifestRow]:
                 for r in reader
             ]
     except OSError as e:
-        raise DataError(f"cannot read split manifest {path}: {e.strerror or e}; {fix}") from e
-    except (ValueError, TypeError, KeyError) as e:
-        raise DataError(f"split manifest {path} is damaged ({e}); {fix}") from e
+        raise RunError(f"cannot read split manifest {path}: {e.strerror or e}; {fix}") from e
+    except (ValueError, TypeError, KeyError, csv.Error) as e:
+        raise RunError(f"split manifest {path} is damaged ({e}); {fix}") from e
     bad = {r.split for r in rows} - set(SPLITS)
     if bad:
-        raise DataError(f"split manifest {path} has unknown splits {sorted(bad)}; {fix}")
+        raise RunError(f"split manifest {path} has unknown splits {sorted(bad)}; {fix}")
+    _check_counts(rows, Path(path), fix)
     return rows
+
+
+def _check_counts(rows: list[ManifestRow], path: Path, fix: str) -> None:
+    """A manifest cut at a line boundary still parses: the class_counts.json written beside it
+    at the same time says how many files each split had."""
+    try:
+        totals = fsio.read_json(path.parent / "class_counts.json")["totals"]
+        expected = {str(s): int(n) for s, n in totals.items()}
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return  # nothing to compare with (an older run, or a damaged counts file)
+    listed = Counter(r.split for r in rows)
+    for split in sorted(set(expected) | set(listed)):
+        if listed.get(split, 0) != expected.get(split, 0):
+            raise RunError(
+                f"split manifest {path} lists {listed.get(split, 0)} {split} files, "
+                f"class_counts.json {expected.get(split, 0)}: it is damaged; {fix}"
+            )
 
 
 @dataclass
@@ -317,10 +342,10 @@ def from_manifest(
     diff = diff_manifest(rows, disc.root, [c.rel for c in disc.cands])
     gone = set(diff.missing)
     if gone and not allow_changed:
-        raise DataError(
+        raise DataChangedError(
             f"{len(gone)} files of the split manifest {manifest} are missing from {disc.root} "
             f"(e.g. {diff.missing[0]}); restore them, or continue with the "
-            f"{len(rows) - len(gone)} that remain: `cnnlab train --resume RUN --allow-changed-data`"
+            f"{len(rows) - len(gone)} that remain"
         )
     cands = [
         Candidate(resolve(disc.root, r.path), r.path, r.label, r.split)

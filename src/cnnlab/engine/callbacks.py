@@ -32,7 +32,7 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback, Checkpoint, EarlyStopping, TQDMProgressBar
 
-from cnnlab.engine.checkpoint import BEST, LAST, rotate_last
+from cnnlab.engine.checkpoint import BEST, LAST
 from cnnlab.errors import InterruptedRun
 from cnnlab.fsio import write_text
 
@@ -345,8 +345,8 @@ class RunCheckpoint(Checkpoint):
                 sampler.skip = resume[1] * loader.batch_size
 
     def _save_last(self, trainer: L.Trainer) -> None:
-        if trainer.is_global_zero:
-            rotate_last(self.run_dir)
+        # the previous last.ckpt becomes last.prev.ckpt once the new one is complete
+        # (AtomicCheckpointIO), so a failed write never loses it
         trainer.save_checkpoint(self.run_dir / LAST, weights_only=False)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:

@@ -1,7 +1,9 @@
 """Checkpoint files: atomic writes, safe loads, and a resume that never silently starts over.
 
-`last.ckpt` is rotated to `last.prev.ckpt` before each write, so a crash that corrupts the new
-file still leaves the previous state. Every load passes `weights_only=True` explicitly.
+`last.ckpt` is rotated to `last.prev.ckpt` when a new one is complete, just before it takes the
+name: a write that fails (a full disk, a kill) leaves last.ckpt as it was, and a new file that
+turns out unreadable still leaves the previous state. Every load passes `weights_only=True`
+explicitly.
 """
 
 from __future__ import annotations
@@ -31,7 +33,10 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(
         self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None
     ) -> None:
-        write_with(path, lambda tmp: torch.save(checkpoint, tmp))
+        path = Path(path)
+        # Lightning calls this on global rank 0 only; the rotation follows the same rule
+        rotate = (lambda: rotate_last(path.parent)) if path.name == LAST else None
+        write_with(path, lambda tmp: torch.save(checkpoint, tmp), before_replace=rotate)
 
     def load_checkpoint(
         self, path: Any, map_location: Any = None, weights_only: Any = None

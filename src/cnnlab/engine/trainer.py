@@ -12,7 +12,6 @@ import contextlib
 import dataclasses
 import datetime as dt
 import logging
-import os
 import sys
 import time
 import warnings
@@ -30,8 +29,10 @@ from cnnlab.config import Config
 from cnnlab.data.bundle import DataBundle, IndexedDataset
 from cnnlab.engine.callbacks import make_callbacks
 from cnnlab.engine.checkpoint import AtomicCheckpointIO
+from cnnlab.engine.devices import launched
 from cnnlab.engine.feature_cache import FeatureCache
 from cnnlab.engine.module import ClassifierModule
+from cnnlab.engine.rendezvous import RendezvousGuard, setup_error, timeout_s
 from cnnlab.engine.samplers import EpochSampler, ShardSampler
 from cnnlab.errors import ConfigError
 from cnnlab.models.base import CnnClassifier
@@ -116,9 +117,14 @@ def fit(
     export_best: Callable[[L.LightningModule, int], None],
     log: Callable[[str], None] = print,
     callbacks: Sequence[Callback] = (),
+    on_joined: Callable[[], None] | None = None,
+    on_interrupt: Callable[[str], None] | None = None,
 ) -> FitResult:
     """Train `model` on `bundle` as `plan` says; `callbacks` are the user's own (Lightning ones,
-    or Keras-style ones wrapped by `cnnlab.callbacks`)."""
+    or Keras-style ones wrapped by `cnnlab.callbacks`). `on_joined()` runs once this process's
+    part of the run has started (the processes of a distributed run have joined);
+    `on_interrupt(signal name)` runs when Ctrl-C or SIGTERM ends the wait for them, just before
+    the process exits with 130."""
     cfg, t = plan.config, plan.config.train
     steps_per_epoch = -(-len(bundle.train) // cfg.data.batch_size)
     caches = None
@@ -146,10 +152,24 @@ def fit(
     run_callbacks = make_callbacks(
         plan, export_best=export_best, log=log, progress=progress, extra=bridge(list(callbacks))
     )
+    guard = RendezvousGuard(
+        on_signal=on_interrupt, on_joined=on_joined,
+        requested=lambda: run_callbacks.stop.requested,
+    )  # fmt: skip
+    # under a launcher this process waits in C++ for the others; elsewhere nothing waits long
+    waits = plan.device.strategy != "auto" and launched()
     start = time.perf_counter()
     with quiet_lightning(), flush_denormal(plan.device.accelerator == "cpu"), run_callbacks.stop:
-        trainer = _trainer(plan, run_callbacks.all, progress, steps_per_epoch)
-        trainer.fit(module, datamodule=BundleDataModule(bundle, cfg), ckpt_path=plan.resume_from)
+        trainer = _trainer(plan, [*run_callbacks.all, guard], progress, steps_per_epoch)
+        with guard.watching() if waits else contextlib.nullcontext():
+            try:
+                trainer.fit(
+                    module, datamodule=BundleDataModule(bundle, cfg), ckpt_path=plan.resume_from
+                )
+            except DIST_ERRORS as e:
+                if guard.joined.is_set():
+                    raise
+                raise setup_error(e, t.devices * t.num_nodes) from None
     recorder, checkpoint = run_callbacks.recorder, run_callbacks.checkpoint
     return FitResult(
         stop_reason=run_callbacks.stop_reason(t.patience),
@@ -159,6 +179,10 @@ def fit(
         wall_time_s=time.perf_counter() - start,
         history=recorder.history,
     )
+
+
+# the errors of a rendezvous that did not complete (absent where torch lacks distributed)
+DIST_ERRORS = getattr(torch.distributed, "DistError", ())
 
 
 def _trainer(
@@ -192,7 +216,7 @@ def _strategy(plan: RunPlan) -> Any:
     from lightning.pytorch.strategies import DDPStrategy
 
     # a rendezvous that never completes (a node that never starts) ends with an error
-    timeout = dt.timedelta(seconds=int(os.environ.get("CNNLAB_DDP_TIMEOUT", "600")))
+    timeout = dt.timedelta(seconds=timeout_s())
     fork = plan.device.strategy == "ddp_fork"
     return DDPStrategy(start_method="fork" if fork else "popen", timeout=timeout)
 

@@ -14,8 +14,8 @@ from typing import Any
 
 from cnnlab import config as C
 from cnnlab import runs
-from cnnlab.errors import ConfigError, RunError
-from cnnlab.fsio import read_json, write_json
+from cnnlab.errors import ConfigError, DataChangedError, RunError, message_of
+from cnnlab.fsio import write_json
 
 Log = Callable[[str], None]
 
@@ -42,18 +42,31 @@ def evaluate_run(
         epoch = meta.get("epoch")
     else:  # a user's own module from `cnnlab.fit`, trained in this process
         epoch = runs.read_status(run_dir).get("best_epoch")
-    cfg = C.load_yaml(run_dir / "config.yaml")
-    classes = read_json(run_dir / "classes.json")
+    cfg = runs.read_config(run_dir)
+    classes = runs.read_classes(run_dir)
+    if classes is None:
+        raise RunError(f"{run_dir / 'classes.json'} is missing; the run folder is damaged")
     if data is not None:
         dataset, data_classes, batch_transform, source = _other_data(cfg, model, data)
         split, out_dir = "test", run_dir / "evaluations" / _slug(data)
     else:
         if bundle is None:
-            bundle = run_bundle(cfg, run_dir, model.preprocess)
+            try:
+                bundle = run_bundle(cfg, run_dir, model.preprocess)
+            except DataChangedError as e:
+                raise DataChangedError(
+                    f"{message_of(e)}; evaluating the run's own split needs them, or evaluate "
+                    f"other data with --data"
+                ) from None
         dataset = bundle.test if split == "test" else bundle.val
-        if dataset is None:
+        if dataset is None and bundle.val is not None:
             log("no test split in this data set: evaluating on the validation split")
             split, dataset = "val", bundle.val
+        if dataset is None:
+            raise ConfigError(
+                f"run '{run_dir.name}' has no {split} split to evaluate; evaluate other data "
+                f"with --data"
+            )
         data_classes, batch_transform = bundle.classes, bundle.batch_transform
         source, out_dir = bundle.source.get("path"), run_dir
     if data_classes != classes:
@@ -89,16 +102,27 @@ def evaluate_run(
     return report
 
 
-def load_best(run_dir: Path) -> tuple[Any, dict[str, Any]]:
-    """The run's best model (model.safetensors + model.json), saying so when it is still
-    training (what is read is the best epoch so far)."""
+def load_best(run_dir: Path, *, attempts: int = 5) -> tuple[Any, dict[str, Any]]:
+    """The run's best model (model.safetensors + model.json). A run still training is read as
+    it stands (its best epoch so far), with a note on stderr (stdout may be JSON); it may
+    replace the two files between our reads of them, so a mismatch is read again."""
+    import sys
+
     from cnnlab.export import load_exported
 
     holder = runs.lock_holder(run_dir)
-    if holder is not None and runs.status_of(run_dir) is runs.RunStatus.RUNNING:
+    training = holder is not None and runs.status_of(run_dir) is runs.RunStatus.RUNNING
+    if training:
         print(f"note: run '{run_dir.name}' is still training (process {holder.get('pid')}); "
-              f"using its best model so far")  # fmt: skip
-    return load_exported(run_dir)
+              f"using its best model so far", file=sys.stderr)  # fmt: skip
+    for attempt in range(attempts):
+        try:
+            return load_exported(run_dir)
+        except RunError:
+            if not training or attempt == attempts - 1:
+                raise
+            time.sleep(0.2)  # the exporter is between model.safetensors and model.json
+    raise AssertionError("unreachable")
 
 
 def run_bundle(cfg: C.Config, run_dir: Path, preprocess: Any) -> Any:

@@ -12,6 +12,19 @@ def _pct(x: float | None) -> str:
     return "–" if x is None else f"{100 * x:.2f}%"
 
 
+def _skipped(data_lines: list[str]) -> str:
+    """The data summary's 'skipped N files' line and its reasons, on one line ('' if none)."""
+    for i, line in enumerate(data_lines):
+        if line.startswith("skipped "):
+            reasons = []
+            for detail in data_lines[i + 1 :]:
+                if not detail.startswith("  "):
+                    break
+                reasons.append(" ".join(detail.split()))
+            return line.rstrip(":") + (": " + "; ".join(reasons) if reasons else "")
+    return ""
+
+
 def write_summary(
     run_dir: Path,
     *,
@@ -41,6 +54,9 @@ def write_summary(
         f"- **training compute**: {_tflop(status.get('train_tflop'))} (forward + backward FLOPs "
         f"per image x images trained on; the same on every machine)",
     ]
+    skipped = _skipped(data_lines)
+    if skipped:
+        lines.append(f"- **skipped**: {skipped}")
     if test:
         lines += [
             f"- **{test.get('split', 'test')} accuracy**: {_pct(test['accuracy'])} on "

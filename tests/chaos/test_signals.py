@@ -1,0 +1,46 @@
+"""Ctrl-C and SIGTERM during the set-up (the data scan): a clean stop, exit 130, and the name
+stays free; no process left behind."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.chaos.conftest import TINY
+from tests.chaos.harness import EXIT_INTERRUPTED, Outcome, left_in_group, untouched_outside
+
+# cnnlab with a data scan that takes as long as we like: it says "scanning" and waits
+SLOW_SCAN = """
+import sys, time
+import cnnlab.data.build as build
+def slow(*args, **kwargs):
+    print("scanning", flush=True)
+    time.sleep(120)
+build.build_data = slow
+from cnnlab.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_a_signal_during_set_up_stops_cleanly_and_frees_the_name(photos, tmp_path, sig):
+    runs = tmp_path / "runs"
+    argv = ["train", "--runs-dir", runs, "--name", "s", "--data", photos, *TINY]
+    with untouched_outside([tmp_path, photos], runs / "s"):
+        proc = subprocess.Popen([sys.executable, "-c", SLOW_SCAN, *map(str, argv)],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                start_new_session=True)  # fmt: skip
+        while proc.stdout.readline().strip() != "scanning":
+            assert proc.poll() is None, proc.communicate()
+        started = time.monotonic()
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=60)
+    assert time.monotonic() - started < 30  # at once, not after the scan
+    outcome = Outcome(proc.returncode, out, err)
+    outcome.expect(EXIT_INTERRUPTED, "interrupted during set-up of run 's'", "nothing was trained")
+    assert not (runs / "s").exists()
+    assert left_in_group(proc.pid) == []
