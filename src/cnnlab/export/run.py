@@ -36,6 +36,7 @@ from cnnlab.export.parity import (
     run_batched,
     torch_logits,
     validation_images,
+    with_float64,
 )
 from cnnlab.export.torchscript import load_torchscript, to_torchscript
 from cnnlab.export.weights import load_exported
@@ -190,6 +191,8 @@ def _export_and_check(
         reference, logits, data.names, runtime=runtime, split=data.split, batch_sizes=sizes,
         atol=atol, rtol=rtol,
     )  # fmt: skip
+    if not parity.passed:
+        parity = with_float64(parity, model, data.x, logits)
     return ExportResult(
         format=fmt, path=path, exporter=exporter, opset=written_opset,
         dynamic_batch=dynamic_batch, parity=parity, size_bytes=path.stat().st_size,
@@ -221,8 +224,8 @@ def _torchscript_runtime(path: Path) -> tuple[Callable[[np.ndarray], np.ndarray]
 def _failure(parity: Parity, fmt: ExportFormat) -> str:
     return (
         f"the {fmt.value} export does not reproduce the PyTorch model: {parity.line()}; worst "
-        f"image {parity.worst_image} (|Δlogit| up to {parity.worst_abs_diff:.1e}); the file was "
-        f"not kept (numbers in {RECORD}); try the other --format, or another --opset for ONNX"
+        f"image {parity.worst_image} (|Δlogit| up to {parity.worst_abs_diff:.1e}); "
+        f"{parity.diagnosis()}; the file was not kept (numbers in {RECORD})"
     )
 
 
