@@ -39,10 +39,7 @@ import stat
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image, ImageOps
-from torchvision.transforms.v2 import InterpolationMode
-from torchvision.transforms.v2 import functional as TF
 
 # Decoders Pillow may even try: restricting them keeps exotic plugins (FITS, ...) and their
 # format-specific bombs out of reach (RELIABILITY.md B2). Camera JPEGs that Pillow names MPO come
@@ -95,11 +92,9 @@ _INTERPOLATION = {
 }
 
 
-_TENSOR_INTERPOLATION = {
-    "nearest": InterpolationMode.NEAREST,
-    "bilinear": InterpolationMode.BILINEAR,
-    "bicubic": InterpolationMode.BICUBIC,
-}
+# Filters torchvision's tensor resize implements; the others are Pillow's only. Names, not enum
+# values: this module imports no torch, so that cnnlab.deploy can decode images without it.
+TENSOR_INTERPOLATIONS = ("nearest", "bilinear", "bicubic")
 
 
 class ImageError(Exception):
@@ -272,13 +267,22 @@ def resize_short(a: np.ndarray, short: int, interpolation: str = "bilinear") -> 
     new_w, new_h = short_side_size(w, h, short)
     if (new_h, new_w) == (h, w):
         return a
-    if interpolation not in _TENSOR_INTERPOLATION:  # lanczos, box, hamming: Pillow only
-        im = Image.fromarray(a[:, :, 0] if a.shape[2] == 1 else a)
-        return to_array(im.resize((new_w, new_h), _INTERPOLATION[interpolation]))
+    if interpolation not in TENSOR_INTERPOLATIONS:  # lanczos, box, hamming: Pillow only
+        return resize_pillow(a, new_h, new_w, interpolation)
+    import torch  # here, not at the top: decoding must not need torch (cnnlab.deploy)
+    from torchvision.transforms.v2 import InterpolationMode
+    from torchvision.transforms.v2 import functional as TF
+
     x = torch.from_numpy(a).permute(2, 0, 1)  # (C, H, W) view, channels-last in memory
-    mode = _TENSOR_INTERPOLATION[interpolation]
+    mode = InterpolationMode(interpolation)
     y = TF.resize(x, [new_h, new_w], interpolation=mode, antialias=True)
     return y.permute(1, 2, 0).numpy()  # channels-last output: a contiguous (H, W, C) view
+
+
+def resize_pillow(a: np.ndarray, height: int, width: int, interpolation: str) -> np.ndarray:
+    """(H, W, C) uint8 resized with Pillow's filter of that name (lanczos, box, hamming, ...)."""
+    im = Image.fromarray(a[:, :, 0] if a.shape[2] == 1 else a)
+    return to_array(im.resize((width, height), _INTERPOLATION[interpolation]))
 
 
 def load_image(path: str | os.PathLike, in_chans: int = 3) -> np.ndarray:

@@ -1,0 +1,169 @@
+"""Export parity per model family, and ONNX Runtime vs PyTorch CPU inference throughput.
+
+    flock /tmp/cnnlab-cpu.lock .venv/bin/python benchmarks/bench_export.py parity --threads 2
+    flock /tmp/cnnlab-cpu.lock .venv/bin/python benchmarks/bench_export.py speed --threads 2
+
+parity  trains one short run per registered family (one epoch from scratch on ants vs bees at
+        64 px, Inception at 80 px; smallcnn one epoch on 6,000 Fashion-MNIST images at 28 px;
+        EfficientNet-Lite0 from its ImageNet weights at 224 px, backbone frozen, 3 epochs),
+        exports each with `export_run(format="onnx")` and prints its parity line: max
+        |Δlogit| and top-1 agreement between ONNX Runtime and PyTorch on 64 validation images.
+speed   smallcnn (1x28x28, 10 classes), ResNet50 and EfficientNet-Lite0 (3x224x224, 1000
+        classes) exported with `to_onnx`, then timed side by side in one process at batch 1 and
+        32: PyTorch eager (float32, inference_mode, channels_last as cnnlab evaluates) and ONNX
+        Runtime (CPUExecutionProvider), both with --threads intra-op threads, interleaved
+        (model, batch, runtime) in each of --repeat rounds; the table gives medians.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+HYMENOPTERA = Path(__file__).parents[2] / "shared/datasets/hymenoptera"
+
+FAMILY_RUNS = {
+    "smallcnn": dict(model="smallcnn", epochs=1, subset=6000),  # Fashion-MNIST
+    "alexnet": dict(model="alexnet_paper", image_size=64),
+    "vgg": dict(model="vgg11_bn", image_size=64),
+    "resnet": dict(model="resnet18", image_size=64),
+    "inception": dict(model="inception_v3", image_size=80),  # its classic stem from 75 px
+    "mobilenet": dict(model="mobilenet_v3_small", image_size=64),
+    "senet": dict(model="seresnet50", image_size=64),
+    "efficientnet": dict(
+        model="efficientnet_lite0", pretrained=True, freeze_backbone=True, augment="none",
+        optimizer="adamw", lr=3e-3, weight_decay=1e-4, epochs=3,
+    ),
+}  # fmt: skip
+
+
+def cpu_model() -> str:
+    out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+    for line in out.splitlines():
+        if line.startswith("Model name:"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown CPU"
+
+
+def parity(args: argparse.Namespace) -> None:
+    import cnnlab
+    from cnnlab.export import export_run
+
+    rows = []
+    with tempfile.TemporaryDirectory() as runs:
+        for family in args.only or FAMILY_RUNS:
+            settings = dict(FAMILY_RUNS[family])
+            if settings["model"] != "smallcnn":
+                settings["data"] = args.data
+            settings.setdefault("epochs", 1)
+            start = time.perf_counter()
+            cnnlab.train(
+                name=family, runs_dir=runs, seed=0, threads=args.threads, batch_size=32,
+                log=lambda s: None, **settings,
+            )  # fmt: skip
+            trained = time.perf_counter() - start
+            result = export_run(Path(runs) / family, images=64, log=print)
+            p = result.parity
+            rows.append(
+                f"| {family} | `{settings['model']}` | {settings.get('image_size', '')} "
+                f"| {p.images} | {p.max_abs_diff:.1e} | {p.top1_agree}/{p.images} "
+                f"| {result.opset} ({result.exporter}) | {trained:.0f} s / {result.seconds:.0f} s |"
+            )
+            print(rows[-1], flush=True)
+    print(f"\nCPU: {cpu_model()}; torch {torch.__version__}; {args.threads} threads")
+    print(
+        "| family | model | px | val images | max abs diff | top-1 agree | opset | train / export |"
+    )
+    print("|---|---|---:|---:|---:|---:|---|---:|")
+    print("\n".join(rows))
+
+
+def speed(args: argparse.Namespace) -> None:
+    import onnxruntime as ort
+
+    from cnnlab.export.onnx import to_onnx
+    from cnnlab.models import create_model
+
+    torch.set_num_threads(args.threads)
+    models = {
+        "smallcnn": create_model("smallcnn", num_classes=10, in_chans=1, input_size=28),
+        "resnet50": create_model("resnet50", num_classes=1000, in_chans=3, input_size=224),
+        "efficientnet_lite0": create_model("efficientnet_lite0", pretrained=True),
+    }
+    sessions, nets = {}, {}
+    options = ort.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = args.threads, 1
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, net in models.items():
+            net = net.eval()
+            c, s = (1, 28) if name == "smallcnn" else (3, 224)
+            path = Path(tmp) / f"{name}.onnx"
+            to_onnx(net, torch.zeros(2, c, s, s), path, metadata={"cnnlab": "bench"})
+            sessions[name] = ort.InferenceSession(str(path), options)
+            nets[name] = (net.to(memory_format=torch.channels_last), (c, s))
+    rng = np.random.default_rng(0)
+    times: dict[tuple[str, int, str], list[float]] = {}
+    for _ in range(args.repeat):  # rounds: every (model, batch, runtime) once per round
+        for name, (net, (c, s)) in nets.items():
+            for batch in (1, 32):
+                x = rng.standard_normal((batch, c, s, s), dtype=np.float32)
+                n = max(1, args.images // batch)
+                t_torch = _time_torch(net, x, n)
+                t_ort = _time_ort(sessions[name], x, n)
+                times.setdefault((name, batch, "torch"), []).append(batch * n / t_torch)
+                times.setdefault((name, batch, "ort"), []).append(batch * n / t_ort)
+    print(
+        f"CPU: {cpu_model()}; torch {torch.__version__}, onnxruntime {ort.__version__}; "
+        f"{args.threads} intra-op threads; medians of {args.repeat} interleaved rounds"
+    )
+    print("| model | batch | PyTorch img/s | ONNX Runtime img/s | ORT / PyTorch |")
+    print("|---|---:|---:|---:|---:|")
+    for name in nets:
+        for batch in (1, 32):
+            pt = statistics.median(times[(name, batch, "torch")])
+            rt = statistics.median(times[(name, batch, "ort")])
+            print(f"| {name} | {batch} | {pt:,.1f} | {rt:,.1f} | {rt / pt:.2f}× |")
+
+
+@torch.inference_mode()
+def _time_torch(net: torch.nn.Module, x: np.ndarray, n: int) -> float:
+    t = torch.from_numpy(x).contiguous(memory_format=torch.channels_last)
+    net(t)  # warm-up: first-call allocations and kernel choice are not inference speed
+    start = time.perf_counter()
+    for _ in range(n):
+        net(t)
+    return time.perf_counter() - start
+
+
+def _time_ort(session, x: np.ndarray, n: int) -> float:
+    name = session.get_inputs()[0].name
+    session.run(None, {name: x})  # warm-up
+    start = time.perf_counter()
+    for _ in range(n):
+        session.run(None, {name: x})
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("part", choices=["parity", "speed"])
+    p.add_argument("--data", default=str(HYMENOPTERA), help="image folder for parity runs")
+    p.add_argument("--only", nargs="*", help="families for parity (default: all)")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--images", type=int, default=64, help="images per timing (per runtime)")
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    parity(args) if args.part == "parity" else speed(args)
+
+
+if __name__ == "__main__":
+    main()
