@@ -22,6 +22,7 @@ from cnnlab.engine.lr_finder import (
     LRFindStatus,
     StopReason,
     lr_find,
+    schedule_lr,
     smooth,
     smooth_zero_lag,
     suggest,
@@ -99,6 +100,13 @@ def test_no_suggestion_without_a_fall_a_minimum_or_enough_points():
     short = suggest(LRS[:15], clean_valley()[:15], stop=StopReason.NON_FINITE)
     assert short.status == LRFindStatus.TOO_SHORT and short.lr is None
     assert "NaN" in short.reason
+
+
+@pytest.mark.parametrize(
+    "schedule,factor", [("onecycle", 10), ("cosine", 10), ("none", 1), ("plateau", 1), ("step", 1)]
+)
+def test_annealed_schedules_peak_a_decade_above_the_agreed_rate(schedule, factor):
+    assert schedule_lr(0.003, schedule) == pytest.approx(0.003 * factor)
 
 
 def test_smoothing_by_hand():
@@ -261,7 +269,7 @@ def test_sweep_uses_the_runs_optimizer_groups_and_frozen_backbone():
 
 
 def test_two_sweeps_give_the_same_curve_and_learnable_data_a_suggestion(tmp_path):
-    module = _module(OptimConfig(optimizer="sgd", lr=0.1))
+    module = _module(OptimConfig(optimizer="sgd", lr=0.1, schedule="none"))
     a = lr_find(module, _loader(128))
     b = lr_find(module, _loader(128))
     assert a.losses == b.losses and a.suggestion == b.suggestion
@@ -270,7 +278,8 @@ def test_two_sweeps_give_the_same_curve_and_learnable_data_a_suggestion(tmp_path
     write_lr_find(a, tmp_path, title="blobs")
     saved = json.loads((tmp_path / "lr_find.json").read_text())
     assert saved["lrs"] == a.lrs and saved["status"] == a.status.value
-    assert saved["suggestion"] == a.suggestion and saved["rules"]["min_div10"] > 0
+    assert saved["suggestion"] == a.suggestion == a.agreed and saved["schedule"] == "none"
+    assert saved["rules"]["min_div10"] > 0
     with Image.open(tmp_path / "lr_find.png") as im:
         assert im.size[0] > 300 and im.size[1] > 200
 

@@ -15,11 +15,11 @@ same EMA run forward and backward, which removes its lag:
 - minimum/10: the lr at the lowest loss, divided by 10 (the classic rule of thumb).
 
 They "agree" when the largest of the three is at most `agree_factor` (3) times the smallest;
-their geometric mean is then the agreed rate, a rate to train at steadily: the suggestion for
-schedules that start at their peak (cosine, step, plateau, none). For one-cycle, whose peak
-is only held briefly between a warm-up from peak/25 and a long decay, the suggestion is a
-decade higher, about where the loss stops falling: the range test's upper bound is a cycle's
-peak (Smith 2015, section 3.3; fastai's one-cycle guide: "a bit before the minimum").
+their geometric mean is then the agreed rate, a rate to hold for long: the suggestion for the
+schedules that do (none; plateau and step until they drop). Schedules that start from a peak
+and anneal (one-cycle, cosine) hold it only briefly, and their peak is the range test's upper
+bound, about where the loss stops falling (Smith 2015, section 3.3; fastai's one-cycle guide:
+"a bit before the minimum"): a decade above the agreed rate, as minimum/10 is a decade below it.
 Anything else is reported as "no clear valley", never as a guess. Afterwards the model's parameters and buffers (BatchNorm running statistics
 and `num_batches_tracked`), its gradients and train/eval modes, a given optimizer's state and
 the torch/numpy/python RNG states are restored bit-exactly: the finders users complain about
@@ -52,8 +52,9 @@ WARMUP_POINTS = 5
 MIN_POINTS = 20  # fewer recorded steps cannot show a plateau, a descent and a minimum
 # A curve whose smoothed loss never falls by this fraction has no valley to read.
 MIN_RELATIVE_DROP = 0.1
-# one-cycle's peak sits where the loss stops falling: a decade above the agreed steady rate
-ONECYCLE_PEAK_FACTOR = 10.0
+# an annealed schedule's peak sits where the loss stops falling: a decade above the agreed rate
+PEAK_FACTOR = 10.0
+ANNEALED = ("onecycle", "cosine")
 
 
 class StopReason(str, Enum):
@@ -118,7 +119,7 @@ class LRFindResult:
     losses: list[float]  # raw mini-batch losses
     smoothed: list[float]  # zero-lag (forward-backward) bias-corrected EMA: what the rules read
     suggestion: float | None  # optim.lr for `schedule`
-    agreed: float | None  # the rules' geometric mean: a steady rate
+    agreed: float | None  # the rules' geometric mean: a rate to hold (schedule "none")
     schedule: str
     status: LRFindStatus
     reason: str
@@ -252,7 +253,7 @@ def suggest(
 
 def schedule_lr(agreed: float, schedule: str) -> float:
     """The `optim.lr` to use with `schedule`, given the rules' agreed steady rate."""
-    return agreed * ONECYCLE_PEAK_FACTOR if schedule == "onecycle" else agreed
+    return agreed * PEAK_FACTOR if schedule in ANNEALED else agreed
 
 
 def _stopped(stop: StopReason) -> str:
@@ -348,8 +349,8 @@ def lr_find(
     s = suggest(lrs, smoothed, stop=stop, agree_factor=settings.agree_factor)
     schedule = module.optim.schedule
     reason = s.reason
-    if s.lr is not None and schedule == "onecycle":
-        reason += f"; one-cycle peak a decade above: {schedule_lr(s.lr, schedule):.3g}"
+    if s.lr is not None and schedule in ANNEALED:
+        reason += f"; {schedule} peak a decade above: {schedule_lr(s.lr, schedule):.3g}"
     return LRFindResult(
         lrs=lrs, losses=losses, smoothed=smoothed.tolist(),
         suggestion=None if s.lr is None else schedule_lr(s.lr, schedule), agreed=s.lr,
@@ -450,7 +451,8 @@ def plot_lr_find(result: LRFindResult, path: Path, title: str = "") -> None:
     if result.suggestion is not None:
         ax.axvline(result.agreed, color="C3", lw=2, label=f"agreed {result.agreed:.2g}")
         if result.suggestion != result.agreed:
-            ax.axvline(result.suggestion, color="C3", lw=2, ls="--", label=result.schedule)
+            label = f"{result.schedule} peak {result.suggestion:.2g}"
+            ax.axvline(result.suggestion, color="C3", lw=2, ls="--", label=label)
         head = f"suggested lr {result.suggestion:.3g} ({result.schedule})"
     else:
         head = "no clear valley"
