@@ -88,7 +88,8 @@ RULES: dict[Code, str] = {
     "{MEMORISE_TRAIN_ACC:.0%} while validation stays at chance; or nothing is learnt although "
     "the model fits one batch at a healthy step size and no other cause is found",
     Code.BN_MISMATCH: "BatchNorm in inference mode (running statistics) scores {BN_GAP:.0%} or "
-    "more below the same images normalised with batch statistics",
+    "more below the same images normalised with batch statistics, in batches of the training "
+    "batch size",
     Code.INPUT_NOT_NORMALIZED: "a channel of the preprocessed input has |mean| > "
     "{INPUT_MEAN_MAX} or a std outside {INPUT_STD_LO}-{INPUT_STD_HI}",
     Code.DATA_LEAKAGE: "at least {LEAK_FRACTION:.0%} of the validation or test images are exact "
@@ -97,7 +98,8 @@ RULES: dict[Code, str] = {
     "more: info when dropout, augmentation or the running training average explain it, a "
     "warning from {VAL_ABOVE_WARN:.0%} or when nothing does",
     Code.WEIGHT_DECAY_TOO_HIGH: "weight decay shrinks the weights by {DECAY_PER_STEP:g} or more "
-    "per step (lr x weight decay for SGD/AdamW, weight decay >= {ADAM_L2_MAX} for Adam); a "
+    "per step (lr x weight decay for SGD/AdamW, weight decay >= {ADAM_L2_MAX} for Adam) and is "
+    "above the usual values ({WD_USUAL_SGD:g} for SGD, {WD_USUAL_ADAMW:g} for AdamW); a "
     "warning when training also fails or removes under half the baseline loss",
     Code.FROZEN_RANDOM_BACKBONE: "the backbone is frozen but was never trained (no pretrained "
     "weights, no --weights file): only the head learns, on random features",
@@ -127,7 +129,9 @@ _TRAINING_FAILS = {
 }  # fmt: skip
 EXPLAINS: dict[Code, set[Code]] = {
     Code.DATA_LEAKAGE: {Code.VAL_ABOVE_TRAIN},
-    Code.INPUT_NOT_NORMALIZED: _TRAINING_FAILS | {Code.LR_TOO_HIGH, Code.BN_MISMATCH},
+    # raw-scale inputs blow up the first layer: its activation scale and step size follow
+    Code.INPUT_NOT_NORMALIZED: _TRAINING_FAILS
+    | {Code.LR_TOO_HIGH, Code.BN_MISMATCH, Code.BAD_INIT, Code.LR_TOO_LOW},
     Code.LABEL_NOISE: {
         Code.STUCK_AT_CHANCE,
         Code.PREDICTS_ONE_CLASS,
@@ -219,9 +223,18 @@ def rank(findings: list[Finding]) -> list[Finding]:
                 return c
         return None
 
-    def root_of(f: Finding, seen: tuple[int, ...] = ()) -> Finding:
-        o = owner(f)
-        return f if o is None or id(o) in seen else root_of(o, (*seen, id(f)))
+    owners = {id(f): owner(f) for f in findings}
+    for f in findings:  # hints can close a cycle: cut it where it closes
+        path, x = [], f
+        while x is not None and all(x is not p for p in path):
+            path.append(x)
+            x = owners[id(x)]
+        if x is not None:
+            owners[id(path[-1])] = None
+
+    def root_of(f: Finding) -> Finding:
+        o = owners[id(f)]
+        return f if o is None else root_of(o)
 
     roots: list[Finding] = []
     for f in findings:

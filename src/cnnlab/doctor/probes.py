@@ -214,7 +214,7 @@ def overfit_one_batch(
         opt.zero_grad()
         logits = model(x)
         loss = F.cross_entropy(logits, y)
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
         if not math.isfinite(losses[-1]):
             break
         if losses[-1] < 0.05 and bool((logits.argmax(1) == y).all()):
@@ -300,24 +300,28 @@ def bn_gap(
     eval_logits: torch.Tensor,
     y: torch.Tensor,
 ) -> dict[str, Any] | None:
-    """Accuracy with BatchNorm on batch statistics (batches of 128 shuffled val images) vs the
-    running statistics it uses at inference; a large gap means the running stats are off."""
+    """Accuracy with BatchNorm on batch statistics, in batches of the run's training size (as
+    training normalised them), vs the running statistics inference uses. A large gap: the
+    running statistics do not describe what the layers saw in training (tiny batches, too few
+    steps, fine-tuned pretrained statistics)."""
     probe = copy.deepcopy(model).eval()
     bns = _trained_bns(probe, inputs)
     if not bns:
         return None
     for b in bns:
         b.train()  # batch statistics; the running stats this overwrites belong to the copy
-    logits, _ = _predict(probe, inputs.val, idx, inputs, batch=128)
-    eval_acc = float((eval_logits.argmax(1) == y).float().mean())
-    batch_acc = float((logits.argmax(1) == y).float().mean())
+    batch = max(2, min(128, inputs.cfg.data.batch_size))  # BatchNorm needs 2 values per channel
+    idx = idx[: len(idx) - len(idx) % batch] if len(idx) >= batch else idx
+    logits, yb = _predict(probe, inputs.val, idx, inputs, batch=batch)
+    eval_acc = float((eval_logits[: len(idx)].argmax(1) == y[: len(idx)]).float().mean())
+    batch_acc = float((logits.argmax(1) == yb).float().mean())
     return {
         "layers": len(bns),
         "eval_acc": eval_acc,
         "batch_stats_acc": batch_acc,
         "gap": batch_acc - eval_acc,
         "images": len(idx),
-        "batch": min(128, len(idx)),
+        "batch": batch,
     }
 
 

@@ -197,10 +197,11 @@ def learning_rate(run: RunFolder, probes: ProbeResults | None) -> list[Finding]:
 
 
 def _suggest_lr(lr: float, ratio: float | None) -> str:
-    """The lr that would put the first step at a ~1% update ratio (a nice round number)."""
+    """The lr that puts the first step at the healthy runs' update ratio, rounded to 1 or 3 in
+    its decade (the step scales linearly with the lr for SGD, and near enough for Adam)."""
     if not _finite(ratio) or ratio <= 0:
         return f"{lr / 10:g}"
-    target = lr * 0.01 / ratio
+    target = lr * T.TARGET_UPDATE_RATIO / ratio
     exp = math.floor(math.log10(target))
     mant = target / 10**exp
     nice = min((1, 3, 10), key=lambda m: abs(math.log(mant / m)))
@@ -212,7 +213,9 @@ def _r(v: Any, digits: int = 4) -> Any:
 
 
 def _pct(v: Any) -> str:
-    return f"{100 * v:.3g}%" if _finite(v) else "?"
+    if not _finite(v):
+        return "?"
+    return f"{v:.3g}x" if v >= 1 else f"{100 * v:.3g}%"
 
 
 def stuck_at_chance(run: RunFolder, probes: ProbeResults | None) -> list[Finding]:
@@ -285,7 +288,8 @@ def gradients(run: RunFolder, probes: ProbeResults | None) -> list[Finding]:
             out.append(
                 Finding(
                     Code.EXPLODING_GRADIENTS, Severity.WARNING,
-                    f"the mean gradient norm grew {growth:.3g}x to {max(norms):.3g}",
+                    f"the mean gradient norm reached {max(norms):.3g} ({growth:.3g}x its first "
+                    "epoch's)",
                     {"first_epoch": _r(norms[0]), "max": _r(max(norms)),
                      "threshold": f"growth >= {T.EXPLODING_GROWTH:g}x or >= {T.EXPLODING_ABS:g}"},
                     f"--grad-clip 1.0 or --lr {_lr(run) / 10:g}", 0.8,
@@ -645,7 +649,9 @@ def weight_decay(run: RunFolder, probes: ProbeResults | None) -> list[Finding]:
     )
     shrink = wd if opt == "adam" else lr * wd
     limit = T.ADAM_L2_MAX if opt == "adam" else T.DECAY_PER_STEP
-    if shrink < limit:
+    # a usual weight decay times an unusual lr is the lr's problem (learning_rate reports it)
+    usual = {"sgd": T.WD_USUAL_SGD, "adamw": T.WD_USUAL_ADAMW}.get(opt, 0.0)
+    if shrink < limit or wd <= usual:
         return []
     failed = _training_failed(run)
     progress = _progress(run)

@@ -10,8 +10,9 @@ STUCK_LOSS_FRACTION = 0.95  # final train loss >= 95% of the baseline loss: noth
 STUCK_ACC_MARGIN = 0.02  # best validation accuracy within 2 points of the majority-class rate
 ONE_CLASS_SHARE = 0.95  # share of predictions going to one class
 ONE_CLASS_MAX_TRUE_SHARE = 0.80  # ...while that class is a smaller share of the images
-UPDATE_RATIO_HIGH = 0.3
-UPDATE_RATIO_LOW = 1e-4
+UPDATE_RATIO_HIGH = 0.3  # 10x the healthy default's (smallcnn, SGD lr 0.1: 0.03)
+UPDATE_RATIO_LOW = 1e-4  # 300x below it
+TARGET_UPDATE_RATIO = 0.03  # suggested lrs put the first step here, where healthy runs are
 LR_USUAL_MAX = {"sgd": 1.0, "adam": 0.01, "adamw": 0.01}
 LOW_PROGRESS = 0.3  # training removed less than 30% of the baseline loss
 OVERFIT_BATCH, OVERFIT_STEPS = 16, 40  # the one-batch fit probe
@@ -32,4 +33,5 @@ LEAK_FRACTION = 0.01
 VAL_ABOVE_GAP, VAL_ABOVE_WARN = 0.03, 0.15
 DECAY_PER_STEP = 1e-3  # lr x weight decay: the weights shrink 0.1% per step
 ADAM_L2_MAX = 0.01
+WD_USUAL_SGD, WD_USUAL_ADAMW = 5e-3, 0.1  # common settings stay at or below these
 CHECK_MIN_STEPS = 20  # epoch_check: no verdict on "stuck" before this many optimizer steps
