@@ -51,3 +51,15 @@ def test_a_damaged_json_file_names_itself(tmp_path):
 
 def test_probe_results_drop_what_was_not_measured():
     assert ProbeResults(init_loss=2.3).to_dict() == {"init_loss": 2.3}
+
+
+def test_class_counts_in_either_layout(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "run.json").write_text(json.dumps({"status": "finished"}))
+    (run / "config.yaml").write_text("{}")
+    folder_layout = {"classes": ["a", "b"], "counts": {"train": [7, 3]}, "totals": {"train": 10}}
+    (run / "class_counts.json").write_text(json.dumps(folder_layout))
+    assert read_run_folder(run).class_counts == {"train": [7, 3]}
+    (run / "class_counts.json").write_text(json.dumps({"train": [7, 3]}))
+    assert read_run_folder(run).class_counts == {"train": [7, 3]}

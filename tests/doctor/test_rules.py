@@ -5,6 +5,8 @@ import math
 
 import pytest
 
+from cnnlab.doctor import data_rules as D
+from cnnlab.doctor import measures as M
 from cnnlab.doctor import rules as R
 from cnnlab.doctor import thresholds as T
 from cnnlab.doctor.evidence import ProbeResults, RunFolder
@@ -58,11 +60,11 @@ def codes(findings):
 
 
 def test_baseline_loss_is_ln_c_when_balanced_and_the_prior_entropy_otherwise():
-    assert R.baseline_loss(make_run()) == pytest.approx(LN10)
+    assert M.baseline_loss(make_run()) == pytest.approx(LN10)
     skewed = make_run(counts={"train": [90, 10], "val": [9, 1]})
-    assert R.baseline_loss(skewed) == pytest.approx(-(0.9 * math.log(0.9) + 0.1 * math.log(0.1)))
+    assert M.baseline_loss(skewed) == pytest.approx(-(0.9 * math.log(0.9) + 0.1 * math.log(0.1)))
     weighted = make_run(counts={"train": [90, 10], "val": [9, 1]}, set={"data.balance": "weights"})
-    assert R.baseline_loss(weighted) == pytest.approx(math.log(2))
+    assert M.baseline_loss(weighted) == pytest.approx(math.log(2))
 
 
 def test_a_healthy_history_has_no_problem():
@@ -108,8 +110,10 @@ def test_lr_too_high_needs_the_step_ratio_and_a_failure():
     fs = R.learning_rate(diverged, probes)
     assert codes(fs) == [Code.LR_TOO_HIGH]
     assert fs[0].evidence["update_ratio_median"] == 30.0 and fs[0].fix == "--lr 0.0001"
-    # the same step size on a run that trained fine is no finding
-    assert R.learning_rate(make_run(), ProbeResults(update_ratio={"median": 30.0})) == []
+    # 10x the healthy step on a run that trained fine is no finding; 100x always is
+    assert R.learning_rate(make_run(), ProbeResults(update_ratio={"median": 0.5})) == []
+    fs = R.learning_rate(make_run(), ProbeResults(update_ratio={"median": 30.0}))
+    assert codes(fs) == [Code.LR_TOO_HIGH] and fs[0].evidence["failure"] == []
 
 
 def test_lr_too_high_without_probes_from_divergence_above_the_usual_range():
@@ -135,11 +139,11 @@ def test_lr_too_low_needs_a_tiny_step_and_little_progress():
 
 def test_suggested_lr_targets_the_healthy_step_size_rounded_to_1_or_3():
     assert T.TARGET_UPDATE_RATIO == 0.03
-    assert R._suggest_lr(100.0, 30.0) == "0.1"  # 100 * 0.03 / 30
-    assert R._suggest_lr(1e-4, 3e-5) == "0.1"
-    assert R._suggest_lr(1.0, 5.0) == "0.01"  # 0.006 is nearer 1e-2 than 3e-3 in log scale
-    assert R._suggest_lr(1.0, 7.5) == "0.003"  # 0.004
-    assert R._suggest_lr(0.5, None) == "0.05"
+    assert R.suggest_lr(100.0, 30.0) == "0.1"  # 100 * 0.03 / 30
+    assert R.suggest_lr(1e-4, 3e-5) == "0.1"
+    assert R.suggest_lr(1.0, 5.0) == "0.01"  # 0.006 is nearer 1e-2 than 3e-3 in log scale
+    assert R.suggest_lr(1.0, 7.5) == "0.003"  # 0.004
+    assert R.suggest_lr(0.5, None) == "0.05"
 
 
 def test_gradients_vanishing_from_signals_and_exploding_from_history():
@@ -185,7 +189,7 @@ def test_class_imbalance_is_a_warning_only_when_a_minority_class_is_missed():
     missed = ProbeResults(
         val={"recall": [0.95, 0.9, 0.1], "accuracy": 0.65, "pred_histogram": [60, 60, 30]}
     )
-    fs = R.class_imbalance(make_run(counts=counts), missed)
+    fs = D.class_imbalance(make_run(counts=counts), missed)
     assert codes(fs) == [Code.CLASS_IMBALANCE] and fs[0].severity is Severity.WARNING
     assert (
         fs[0].evidence["largest_over_smallest"] == 20.0 and fs[0].evidence["smallest_class"] == "c2"
@@ -194,22 +198,22 @@ def test_class_imbalance_is_a_warning_only_when_a_minority_class_is_missed():
     found = ProbeResults(
         val={"recall": [0.95, 0.9, 0.8], "accuracy": 0.88, "pred_histogram": [50, 50, 50]}
     )
-    assert R.class_imbalance(make_run(counts=counts), found)[0].severity is Severity.INFO
+    assert D.class_imbalance(make_run(counts=counts), found)[0].severity is Severity.INFO
     mild = {"train": [400, 400, 41], "val": [50, 50, 50]}  # 9.8:1
-    assert R.class_imbalance(make_run(counts=mild), missed) == []
+    assert D.class_imbalance(make_run(counts=mild), missed) == []
 
 
 def test_label_noise_from_train_vs_val_agreement():
     probes = ProbeResults(val={"accuracy": 0.80}, train_eval={"accuracy": 0.62, "images": 1000})
-    fs = R.label_noise(make_run(), probes)
+    fs = D.label_noise(make_run(), probes)
     assert codes(fs) == [Code.LABEL_NOISE] and fs[0].evidence["gap"] == pytest.approx(0.18)
     close = ProbeResults(val={"accuracy": 0.80}, train_eval={"accuracy": 0.71, "images": 1000})
-    assert R.label_noise(make_run(), close) == []
+    assert D.label_noise(make_run(), close) == []
 
 
 def test_label_noise_when_training_memorises_and_validation_stays_at_chance():
     rows = [(0, 2.3, 0.12, 2.3, 0.1), (1, 1.0, 0.6, 2.6, 0.1), (2, 0.2, 0.95, 3.5, 0.11)]
-    assert codes(R.label_noise(make_run(rows), None)) == [Code.LABEL_NOISE]
+    assert codes(D.label_noise(make_run(rows), None)) == [Code.LABEL_NOISE]
 
 
 def test_labels_without_signal_by_elimination():
@@ -240,16 +244,16 @@ def test_bn_mismatch_fix_depends_on_the_batch_size():
      ([0.1], [0.2], Severity.WARNING), ([0.0, 1.6, 0.0], [1.0, 1.0, 1.0], Severity.WARNING)],
 )  # fmt: skip
 def test_input_not_normalized(mean, std, severity):
-    fs = R.input_not_normalized(make_run(), ProbeResults(input_stats={"mean": mean, "std": std}))
+    fs = D.input_not_normalized(make_run(), ProbeResults(input_stats={"mean": mean, "std": std}))
     assert [f.severity for f in fs] == ([severity] if severity else [])
 
 
 def test_data_leakage_from_exact_copies_and_from_the_audit():
     dups = ProbeResults(duplicates={"val": {"images": 500, "copies_of_train": 200}})
-    fs = R.data_leakage(make_run(), dups)
+    fs = D.data_leakage(make_run(), dups)
     assert codes(fs) == [Code.DATA_LEAKAGE] and fs[0].evidence["fraction"] == pytest.approx(0.4)
     few = ProbeResults(duplicates={"val": {"images": 500, "copies_of_train": 4}})  # 0.8%
-    assert R.data_leakage(make_run(), few) == []
+    assert D.data_leakage(make_run(), few) == []
     audit = {
         "findings": [
             {
@@ -259,14 +263,14 @@ def test_data_leakage_from_exact_copies_and_from_the_audit():
             }
         ]
     }
-    assert codes(R.data_leakage(make_run(audit=audit), None)) == [Code.DATA_LEAKAGE]
+    assert codes(D.data_leakage(make_run(audit=audit), None)) == [Code.DATA_LEAKAGE]
 
 
 def test_val_above_train_is_info_when_explained_and_a_warning_when_large():
     rows = [(0, 1.0, 0.60, 0.8, 0.66), (1, 0.7, 0.72, 0.6, 0.76)]  # +4 points, augmentation on
-    assert [f.severity for f in R.val_above_train(make_run(rows), None)] == [Severity.INFO]
+    assert [f.severity for f in D.val_above_train(make_run(rows), None)] == [Severity.INFO]
     big = [(0, 1.0, 0.55, 0.8, 0.70), (1, 1.0, 0.55, 0.6, 0.72)]  # +17 points
-    assert [f.severity for f in R.val_above_train(make_run(big), None)] == [Severity.WARNING]
+    assert [f.severity for f in D.val_above_train(make_run(big), None)] == [Severity.WARNING]
 
 
 def test_weight_decay_too_high_per_optimizer():

@@ -94,12 +94,12 @@ def epoch_check(
 
 
 def _stuck_now(run: RunFolder) -> Finding | None:
-    from cnnlab.doctor import rules as R
+    from cnnlab.doctor import measures as M
 
     h = run.history[-1] if run.history else None
     hist = run.signals[-1].get("val_pred_histogram") if run.signals else None
-    base, maj = R.baseline_loss(run), R.majority_rate(run)
-    steps = (R.steps_per_epoch(run) or 0) * len(run.history)
+    base, maj = M.baseline_loss(run), M.majority_rate(run)
+    steps = (M.steps_per_epoch(run) or 0) * len(run.history)
     if h is None or not hist or sum(hist) == 0 or base is None or maj is None:
         return None
     if steps < T.CHECK_MIN_STEPS and not (steps == 0 and len(run.history) >= 2):
@@ -115,7 +115,7 @@ def _stuck_now(run: RunFolder) -> Finding | None:
     return Finding(
         Code.STUCK_AT_CHANCE, Severity.ERROR,
         f"loss is {loss:.3f} ({what}) and {hist[k] / sum(hist):.0%} of the validation images are "
-        f"predicted '{R._class(run, k)}': this run is not learning",
+        f"predicted '{M.class_name(run, k)}': this run is not learning",
         {"train_loss": round(loss, 4), "baseline_loss": round(base, 4), "val_acc": round(acc, 4),
          "majority_rate": round(maj, 4), "prediction_share": round(hist[k] / sum(hist), 4),
          "optimizer_steps": steps, "threshold": f"loss >= {T.STUCK_LOSS_FRACTION} x baseline, "
@@ -126,9 +126,9 @@ def _stuck_now(run: RunFolder) -> Finding | None:
 
 def _early_fix(run: RunFolder) -> str:
     """The likeliest fix from the config alone (the full doctor at the end says more)."""
-    from cnnlab.doctor import rules as R
+    from cnnlab.doctor import measures as M
 
-    lr, opt = R._lr(run), run.opt("optim", "optimizer", "sgd")
+    lr, opt = M.peak_lr(run), run.opt("optim", "optimizer", "sgd")
     if run.opt("model", "init") == "paper":
         return "--init kaiming"
     if lr > T.LR_USUAL_MAX.get(opt, 1.0):

@@ -103,6 +103,14 @@ def read_signals(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
+def _class_counts(raw: Any) -> dict[str, list[int]] | None:
+    """split -> images per class, from either layout of class_counts.json: the built-in data
+    set's {"train": [...], ...} or the folder source's {"classes", "counts": {...}, "totals"}."""
+    if not isinstance(raw, dict):
+        return None
+    return raw.get("counts", raw)
+
+
 def read_run_folder(run_dir: str | Path) -> RunFolder:
     run_dir = Path(run_dir)
     status = _read_json(run_dir / "run.json")
@@ -119,7 +127,7 @@ def read_run_folder(run_dir: str | Path) -> RunFolder:
         history=read_history(run_dir / "metrics.csv"),
         signals=read_signals(run_dir / "signals.jsonl"),
         test=_read_json(run_dir / "test.json"),
-        class_counts=_read_json(run_dir / "class_counts.json"),
+        class_counts=_class_counts(_read_json(run_dir / "class_counts.json")),
         classes=_read_json(run_dir / "classes.json"),
         divergence=_read_json(run_dir / "divergence.json"),
         audit=_read_json(run_dir / "audit.json"),

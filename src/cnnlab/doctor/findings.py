@@ -54,8 +54,9 @@ RULES: dict[Code, str] = {
     Code.DIVERGED: "the loss became NaN/Inf (run status `diverged`, divergence.json)",
     Code.LR_TOO_HIGH: "one optimizer step at the configured peak lr moves the weights by more "
     "than {UPDATE_RATIO_HIGH} of their norm (median over layers), or the run diverged at an lr "
-    "above the usual range; and training failed (diverged, stuck, loss rose) or a one-batch fit "
-    "blew up",
+    "above the usual range; and training failed (diverged, stuck, loss rose, validation loss "
+    "above {VAL_LOSS_BLOWUP:g}x the baseline, half the ReLUs dead) or a one-batch fit blew up, "
+    "or the step is {UPDATE_RATIO_EXTREME:g}x the weights or more",
     Code.LR_TOO_LOW: "one step moves the weights by less than {UPDATE_RATIO_LOW} of their norm, and "
     "training removed under {LOW_PROGRESS:.0%} of the baseline loss or a {OVERFIT_STEPS}-step fit "
     "of one batch failed",
@@ -85,8 +86,9 @@ RULES: dict[Code, str] = {
     "mean recall and nothing rebalances",
     Code.LABEL_NOISE: "the trained model agrees with the training labels {NOISE_GAP:.0%} less "
     "often than with the validation labels; or training accuracy reaches "
-    "{MEMORISE_TRAIN_ACC:.0%} while validation stays at chance; or nothing is learnt although "
-    "the model fits one batch at a healthy step size and no other cause is found",
+    "{MEMORISE_TRAIN_ACC:.0%} while validation stays at chance; or nothing is learnt in "
+    "{LABEL_SIGNAL_MIN_STEPS} steps or more although the model fits one batch at a healthy step "
+    "size and no other cause is found",
     Code.BN_MISMATCH: "BatchNorm in inference mode (running statistics) scores {BN_GAP:.0%} or "
     "more below the same images normalised with batch statistics, in batches of the training "
     "batch size",
@@ -149,7 +151,9 @@ EXPLAINS: dict[Code, set[Code]] = {
         Code.UNDERTRAINED,
     },  # fmt: skip
     Code.BAD_INIT: _TRAINING_FAILS | {Code.LR_TOO_LOW, Code.BN_MISMATCH},
-    Code.LR_TOO_HIGH: _TRAINING_FAILS - {Code.VANISHING_GRADIENTS} | {Code.BN_MISMATCH},
+    # an unstable run's train/val gap is not overfitting
+    Code.LR_TOO_HIGH: _TRAINING_FAILS - {Code.VANISHING_GRADIENTS}
+    | {Code.BN_MISMATCH, Code.OVERFITTING},
     Code.WEIGHT_DECAY_TOO_HIGH: _TRAINING_FAILS | {Code.LR_TOO_LOW},
     Code.LR_TOO_LOW: {
         Code.STUCK_AT_CHANCE,
