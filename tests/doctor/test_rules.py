@@ -220,12 +220,18 @@ def test_labels_without_signal_by_elimination():
     flat = [(e, 2.30, 0.10, 2.30, 0.10) for e in range(4)]  # 20 steps/epoch * 4 = 80 steps
     works = ProbeResults(update_ratio={"median": 0.02}, overfit={"fitted": True, "steps": 12})
     run = make_run(flat, counts={"train": [500] * 10, "val": [50] * 10})  # 50 steps/epoch
+    for h, lr in zip(run.history, [0.004, 0.1, 0.075, 0.025], strict=True):
+        h["lr"] = lr  # one-cycle: mean 0.051, half the peak 0.1
     found = R.evaluate_rules(run, works)
     assert Code.LABEL_NOISE in codes(found)
     assert rank(found)[0].code is Code.LABEL_NOISE
     # the same history with an optimizer that cannot fit one batch: not blamed on the labels
     broken = ProbeResults(update_ratio={"median": 0.02}, overfit={"fitted": False, "steps": 40})
     assert Code.LABEL_NOISE not in codes(R.evaluate_rules(run, broken))
+    # ... nor a run that only ever trained in warm-up (mean lr 4% of the peak)
+    for h in run.history:
+        h["lr"] = 0.004
+    assert Code.LABEL_NOISE not in codes(R.evaluate_rules(run, works))
 
 
 def test_bn_mismatch_fix_depends_on_the_batch_size():

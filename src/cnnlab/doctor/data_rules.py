@@ -12,10 +12,11 @@ from cnnlab.doctor.measures import (
     diverged,
     finite,
     majority_rate,
+    peak_lr,
     rounded,
     steps_per_epoch,
     stuck_evidence,
-)  # fmt: skip
+)
 
 
 def class_imbalance(run: RunFolder, probes: ProbeResults | None) -> list[Finding]:
@@ -121,14 +122,20 @@ def labels_without_signal(
         Code.LABEL_NOISE,
     }
     works = fit.get("fitted") and finite(ratio) and T.UPDATE_RATIO_LOW < ratio < T.UPDATE_RATIO_HIGH
-    if not works or others or steps < T.LABEL_SIGNAL_MIN_STEPS:
+    # the run itself must have trained near the lr the probe fitted with, not only in warm-up
+    lrs, peak = column(run, "lr"), peak_lr(run)
+    lr_share = sum(lrs) / len(lrs) / peak if lrs and peak > 0 else 0.0
+    enough = steps >= T.LABEL_SIGNAL_MIN_STEPS and lr_share >= T.LABEL_SIGNAL_LR_SHARE
+    if not works or others or not enough:
         return []
     return [
         Finding(
             Code.LABEL_NOISE, Severity.ERROR,
             f"nothing learnt in {steps} steps although the model fits one batch in "
             f"{fit['steps']} steps at this lr: the labels look unrelated to the images",
-            {"steps": steps, "one_batch_fitted": True, "update_ratio_median": rounded(ratio),
+            {"steps": steps, "threshold_steps": f">= {T.LABEL_SIGNAL_MIN_STEPS}",
+             "mean_lr_over_peak": rounded(lr_share), "threshold_lr": f">= {T.LABEL_SIGNAL_LR_SHARE}",
+             "one_batch_fitted": True, "update_ratio_median": rounded(ratio),
              "healthy_ratio": f"{T.UPDATE_RATIO_LOW}-{T.UPDATE_RATIO_HIGH}"},
             "check that labels match images (shuffled CSV rows, wrong label column): "
             "`cnnlab audit DATA`", 0.6,

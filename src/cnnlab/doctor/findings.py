@@ -87,7 +87,8 @@ RULES: dict[Code, str] = {
     Code.LABEL_NOISE: "the trained model agrees with the training labels {NOISE_GAP:.0%} less "
     "often than with the validation labels; or training accuracy reaches "
     "{MEMORISE_TRAIN_ACC:.0%} while validation stays at chance; or nothing is learnt in "
-    "{LABEL_SIGNAL_MIN_STEPS} steps or more although the model fits one batch at a healthy step "
+    "{LABEL_SIGNAL_MIN_STEPS} steps or more (at a mean lr of {LABEL_SIGNAL_LR_SHARE:.0%} of the "
+    "peak or more) although the model fits one batch at a healthy step "
     "size and no other cause is found",
     Code.BN_MISMATCH: "BatchNorm in inference mode (running statistics) scores {BN_GAP:.0%} or "
     "more below the same images normalised with batch statistics, in batches of the training "

@@ -16,6 +16,7 @@ TARGET_UPDATE_RATIO = 0.03  # suggested lrs put the first step here, where healt
 UPDATE_RATIO_EXTREME = 3.0  # 100x the healthy step: a finding even before training fails
 VAL_LOSS_BLOWUP = 3.0  # validation loss above 3x the baseline loss: unstable training
 LABEL_SIGNAL_MIN_STEPS = 50  # "nothing learnt" blames the labels only after this many steps
+LABEL_SIGNAL_LR_SHARE = 0.3  # ...at a mean lr (over epochs) of at least 30% of the peak
 LR_USUAL_MAX = {"sgd": 1.0, "adam": 0.01, "adamw": 0.01}
 LOW_PROGRESS = 0.3  # training removed less than 30% of the baseline loss
 OVERFIT_BATCH, OVERFIT_STEPS = 16, 40  # the one-batch fit probe
