@@ -5,6 +5,7 @@ is, and name the right root cause?
     .venv/bin/python benchmarks/bench_doctor.py --only F01 F02 H01    # some cases (resumable)
     .venv/bin/python benchmarks/bench_doctor.py --report              # the table from saved results
     .venv/bin/python benchmarks/bench_doctor.py --seed-offset 100     # the same cases, new seeds
+    .venv/bin/python benchmarks/bench_doctor.py --rediagnose          # doctor only, runs kept
 
 Each case trains a small CPU run through `cnnlab.api.train` (Fashion-MNIST subsets at 28 px,
 or generated image folders at 32 px), then runs `diagnose(run_dir)` with its probes.
@@ -250,17 +251,15 @@ PATCHES: dict[str, Callable[[], contextlib.AbstractContextManager]] = {"raw_pixe
 # ---- running and scoring -----------------------------------------------------------------------
 
 
-def run_case(case: Case, work: Path, seed_offset: int) -> dict[str, Any]:
+def train_case(case: Case, runs: Path, work: Path, seed: int) -> tuple[float, str | None]:
+    """Train the case's run; (seconds, the error a diverged or failed run raised)."""
     import cnnlab.api as api
-    from cnnlab.doctor import diagnose
     from cnnlab.errors import CnnlabError
 
-    seed = int(case.overrides.get("train.seed", 0)) + seed_offset
     overrides = {**SMALL, **case.overrides, "train.seed": seed}
     data = build_data(case.data, work, seed)
     if data is not None:
         overrides["data.path"] = data
-    runs = work / "runs"
     t0 = time.perf_counter()
     error = None
     ctx = PATCHES[case.patch]() if case.patch else contextlib.nullcontext()
@@ -269,6 +268,22 @@ def run_case(case: Case, work: Path, seed_offset: int) -> dict[str, Any]:
             api.train(name=case.key, runs_dir=runs, force=True, log=lambda s: None, **overrides)
         except CnnlabError as e:  # a diverged run is a result, not a benchmark failure
             error = f"{type(e).__name__}: {e}"
+    return round(time.perf_counter() - t0, 1), error
+
+
+def run_case(
+    case: Case, work: Path, seed_offset: int, previous: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Train (unless `previous` holds this case's earlier result: then only re-diagnose the
+    existing run folder) and diagnose."""
+    from cnnlab.doctor import diagnose
+
+    seed = int(case.overrides.get("train.seed", 0)) + seed_offset
+    runs = work / f"runs-s{seed_offset}"
+    if previous is not None and (runs / case.key / "run.json").exists():
+        train_s, error = previous["train_s"], previous["train_error"]
+    else:
+        train_s, error = train_case(case, runs, work, seed)
     t1 = time.perf_counter()
     report = diagnose(runs / case.key)
     t2 = time.perf_counter()
@@ -280,7 +295,7 @@ def run_case(case: Case, work: Path, seed_offset: int) -> dict[str, Any]:
         "top": top.code.value if top else None,
         "codes": report.codes(),
         "problems": [f"{f.severity.value}:{f.code.value}" for f in report.findings],
-        "train_s": round(t1 - t0, 1), "doctor_s": round(t2 - t1, 1),
+        "train_s": train_s, "doctor_s": round(t2 - t1, 1),
         "console": report.format(),
     }  # fmt: skip
 
@@ -342,6 +357,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--only", nargs="*", help="case keys (F01 H03 ...) or prefixes (F, H)")
     p.add_argument("--seed-offset", type=int, default=0, help="shift every seed (held-out run)")
     p.add_argument("--report", action="store_true", help="only print the table of saved results")
+    p.add_argument(
+        "--rediagnose", action="store_true",
+        help="re-run only the doctor on runs already trained (after a change to the rules)",
+    )  # fmt: skip
     p.add_argument("--verbose", action="store_true", help="print each doctor report")
     args = p.parse_args(argv)
     import torch
@@ -353,7 +372,9 @@ def main(argv: list[str] | None = None) -> int:
     if not args.report:
         chosen = [c for c in CASES if not args.only or any(c.key.startswith(o) for o in args.only)]
         for case in chosen:
-            r = run_case(case, args.work, args.seed_offset)
+            saved = out / f"{case.key}.json"
+            previous = json.loads(saved.read_text()) if args.rediagnose and saved.exists() else None
+            r = run_case(case, args.work, args.seed_offset, previous)
             (out / f"{case.key}.json").write_text(json.dumps(r, indent=1))
             mark = r["top"] == r["expect"] if r["expect"] else not r["flagged"]
             print(f"{case.key} {case.name}: top {r['top']} (expected {r['expect'] or 'nothing'})"

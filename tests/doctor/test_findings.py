@@ -107,3 +107,12 @@ def test_a_report_with_only_info_is_healthy():
     report = DoctorReport("r", "finished", rank([f(Code.VAL_ABOVE_TRAIN, Severity.INFO)]))
     assert report.healthy and report.top is None and report.to_dict()["diagnosis"] is None
     assert "no problem found" in report.format()
+
+
+def test_rules_markdown_has_one_row_per_code():
+    from cnnlab.doctor.findings import rules_markdown
+
+    lines = rules_markdown().splitlines()
+    assert len(lines) == 2 + len(Code)
+    assert lines[2].startswith("| `diverged` | symptom |")
+    assert any(line.startswith("| `bad_init` | cause |") for line in lines)

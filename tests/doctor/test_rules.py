@@ -172,6 +172,8 @@ def test_overfitting_needs_the_gap_and_a_rising_validation_loss():
     assert fs[0].evidence["val_loss_over_min"] == pytest.approx(1.3)
     flat_loss = [(0, 1.5, 0.5, 1.4, 0.5), (1, 0.5, 0.85, 1.0, 0.62), (2, 0.1, 0.98, 1.1, 0.63)]
     assert R.overfitting(make_run(flat_loss), None) == []  # 1.1x its minimum: < 1.2
+    collapsed = [(0, 1.5, 0.5, 1.4, 0.5), (1, 0.5, 0.85, 1.0, 0.62), (2, 1.3, 0.45, 2.0, 0.14)]
+    assert R.overfitting(make_run(collapsed), None) == []  # val 14%: within 5 points of 10%
 
 
 def test_undertrained_when_the_last_epoch_gains_a_large_share():
@@ -306,3 +308,12 @@ def test_bad_init_from_activation_scale_and_initial_loss():
     assert R.bad_init(make_run(), healthy) == []
     hot = ProbeResults(act_std={"c1": 0.6, "fc": 5.0}, init_loss=LN10 + 1.5)
     assert "overconfident" in R.bad_init(make_run(), hot)[0].title
+
+
+def test_pretrained_inputs_far_from_zero_mean_are_right_but_raw_pixels_are_not():
+    dark = ProbeResults(input_stats={"mean": [-1.8, -1.7, -1.6], "std": [0.5, 0.5, 0.5]})
+    pretrained = make_run(set={"model.pretrained": True})
+    assert D.input_not_normalized(pretrained, dark) == []
+    assert codes(D.input_not_normalized(make_run(), dark)) == [Code.INPUT_NOT_NORMALIZED]
+    raw = ProbeResults(input_stats={"mean": [74.0] * 3, "std": [90.0] * 3})
+    assert codes(D.input_not_normalized(pretrained, raw)) == [Code.INPUT_NOT_NORMALIZED]

@@ -150,16 +150,19 @@ def input_not_normalized(run: RunFolder, probes: ProbeResults | None) -> list[Fi
     mean, std = s["mean"], s["std"]
     lo, hi = T.INPUT_STD_LO, T.INPUT_STD_HI
     bad = max(abs(m) for m in mean) > T.INPUT_MEAN_MAX or any(not lo <= v <= hi for v in std)
-    if not bad:
-        return []
     raw = max(std) > T.INPUT_STD_RAW
+    # pretrained weights want their own statistics, whatever the data's (a dark photo set sits
+    # at mean -1.8 under ImageNet's): only raw-scale input is wrong there
+    pretrained = bool(run.opt("model", "pretrained", False) or run.opt("model", "weights"))
+    if not raw and (not bad or pretrained):
+        return []
     return [
         Finding(
             Code.INPUT_NOT_NORMALIZED, Severity.ERROR if raw else Severity.WARNING,
             f"the model's input has mean {mean} and std {std} per channel (want ~0 and ~1)"
             + (": raw 0-255 pixel values" if raw else ""),
             {"mean": mean, "std": std, "threshold": f"|mean| > {T.INPUT_MEAN_MAX} or std "
-             f"outside {lo}-{hi}"},
+             f"outside {lo}-{hi} (pretrained weights: std > {T.INPUT_STD_RAW:g})"},
             "normalise with the training split's mean/std (what cnnlab does from scratch) or "
             "the pretrained weights' own; check 'preprocess' in model.json", 0.9,
         )

@@ -74,8 +74,9 @@ RULES: dict[Code, str] = {
     Code.BAD_INIT: "at initialisation the output std is under {ACT_RATIO_LOW} or over "
     "{ACT_RATIO_HIGH:g} times the first layer's, or the initial loss exceeds ln C + "
     "{INIT_LOSS_EXCESS:g}",
-    Code.OVERFITTING: "training accuracy exceeds validation accuracy by {OVERFIT_GAP:.0%} or more "
-    "and the validation loss ended {OVERFIT_VAL_RISE}x its minimum or higher",
+    Code.OVERFITTING: "training accuracy exceeds validation accuracy by {OVERFIT_GAP:.0%} or more, "
+    "the validation loss ended {OVERFIT_VAL_RISE}x its minimum or higher, and validation "
+    "accuracy is more than {OVERFIT_ABOVE_CHANCE:.0%} above the majority-class rate",
     Code.UNDERFITTING: "training accuracy stays under {UNDERFIT_ACC:.0%} with a flat training loss "
     "(under {UNDERFIT_FLAT:.0%} change over two epochs) although the run is not at chance",
     Code.UNDERTRAINED: "stopped by the epoch limit while still improving: the last epoch gained "
@@ -94,7 +95,8 @@ RULES: dict[Code, str] = {
     "more below the same images normalised with batch statistics, in batches of the training "
     "batch size",
     Code.INPUT_NOT_NORMALIZED: "a channel of the preprocessed input has |mean| > "
-    "{INPUT_MEAN_MAX} or a std outside {INPUT_STD_LO}-{INPUT_STD_HI}",
+    "{INPUT_MEAN_MAX} or a std outside {INPUT_STD_LO}-{INPUT_STD_HI} (with pretrained weights, "
+    "whose own statistics are the right ones, only a std over {INPUT_STD_RAW:g}: raw pixels)",
     Code.DATA_LEAKAGE: "at least {LEAK_FRACTION:.0%} of the validation or test images are exact "
     "pixel copies of training images, or the audit found cross-split duplicates",
     Code.VAL_ABOVE_TRAIN: "validation accuracy exceeds training accuracy by {VAL_ABOVE_GAP:.0%} or "
@@ -108,6 +110,15 @@ RULES: dict[Code, str] = {
     "weights, no --weights file): only the head learns, on random features",
 }
 RULES = {code: text.format(**vars(thresholds)) for code, text in RULES.items()}
+
+
+def rules_markdown() -> str:
+    """The README's table: every code, whether it names a cause, and its rule."""
+    rows = ["| code | kind | rule |", "|---|---|---|"]
+    for code, text in RULES.items():
+        kind = "cause" if code in CAUSES else "symptom"
+        rows.append(f"| `{code.value}` | {kind} | {text} |")
+    return "\n".join(rows)
 
 
 # Root causes and the symptoms each can explain. A symptom present together with a cause that
@@ -155,7 +166,7 @@ EXPLAINS: dict[Code, set[Code]] = {
     # an unstable run's train/val gap is not overfitting
     Code.LR_TOO_HIGH: _TRAINING_FAILS - {Code.VANISHING_GRADIENTS}
     | {Code.BN_MISMATCH, Code.OVERFITTING},
-    Code.WEIGHT_DECAY_TOO_HIGH: _TRAINING_FAILS | {Code.LR_TOO_LOW},
+    Code.WEIGHT_DECAY_TOO_HIGH: _TRAINING_FAILS | {Code.LR_TOO_LOW, Code.OVERFITTING},
     Code.LR_TOO_LOW: {
         Code.STUCK_AT_CHANCE,
         Code.PREDICTS_ONE_CLASS,

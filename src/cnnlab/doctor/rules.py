@@ -260,7 +260,10 @@ def overfitting(run: RunFolder, probes: ProbeResults | None) -> list[Finding]:
     if len(vl) < 2 or not tr or not va:
         return []
     gap, rise = tr[-1] - va[-1], vl[-1] / min(vl)
-    if gap < T.OVERFIT_GAP or rise < T.OVERFIT_VAL_RISE:
+    maj = majority_rate(run) or 0.0
+    # validation at chance is a collapse (or meaningless labels), not a model that learnt the
+    # training set too well
+    if gap < T.OVERFIT_GAP or rise < T.OVERFIT_VAL_RISE or va[-1] <= maj + T.OVERFIT_ABOVE_CHANCE:
         return []
     n_train = sum((run.class_counts or {}).get("train") or [0])
     return [
