@@ -21,6 +21,7 @@ from cnnlab.doctor.measures import (
     diverged,
     finite,
     loss_progress,
+    majority_rate,
     peak_lr,
     prior,
     ratio_text,
@@ -29,7 +30,7 @@ from cnnlab.doctor.measures import (
     stopped_by_epoch_limit,
     stuck_evidence,
     training_failures,
-)  # fmt: skip
+)
 
 Rule = Callable[[RunFolder, ProbeResults | None], list[Finding]]
 
@@ -388,11 +389,25 @@ def frozen_random_backbone(run: RunFolder, probes: ProbeResults | None) -> list[
 
 
 ALL_RULES: tuple[Rule, ...] = (
-    divergence, learning_rate, stuck_at_chance, predicts_one_class, gradients, dead_relu,
-    bad_init, overfitting, underfitting, undertrained, D.class_imbalance, D.label_noise,
-    bn_mismatch, D.input_not_normalized, D.data_leakage, D.val_above_train, weight_decay,
+    divergence,
+    learning_rate,
+    stuck_at_chance,
+    predicts_one_class,
+    gradients,
+    dead_relu,
+    bad_init,
+    overfitting,
+    underfitting,
+    undertrained,
+    D.class_imbalance,
+    D.label_noise,
+    bn_mismatch,
+    D.input_not_normalized,
+    D.data_leakage,
+    D.val_above_train,
+    weight_decay,
     frozen_random_backbone,
-)  # fmt: skip
+)
 
 
 def evaluate_rules(run: RunFolder, probes: ProbeResults | None) -> list[Finding]:
