@@ -88,7 +88,7 @@ CASES = [
     Case("F13", "too few epochs (2)", "undertrained",
          {"data.subset": 2000, "train.epochs": 2}),
     Case("F14", "tiny training set (100 images) on VGG11-BN", "overfitting",
-         {"model.name": "vgg11_bn", "data.subset": 100, "train.epochs": 12,
+         {"model.name": "vgg11_bn", "data.subset": 100, "train.epochs": 15, "optim.lr": 0.01,
           "train.early_stopping": False, "data.batch_size": 32}),
     Case("F15", "weight decay 0.5", "weight_decay_too_high",
          {"data.subset": 1500, "train.epochs": 3, "optim.weight_decay": 0.5}),

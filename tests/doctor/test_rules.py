@@ -240,6 +240,13 @@ def test_bn_mismatch_fix_depends_on_the_batch_size():
     gap = ProbeResults(bn_gap={"eval_acc": 0.3, "batch_stats_acc": 0.8, "gap": 0.5})
     small = R.bn_mismatch(make_run(set={"data.batch_size": 2}), gap)
     assert small[0].fix.startswith("--batch-size 32") and small[0].explained_by == ()
+    # batch 2: training-mode accuracy 4 points under inference mode, val 16 points over train
+    rows = [(0, 3.9, 0.11, 3.0, 0.19), (1, 2.6, 0.21, 2.0, 0.37)]
+    noisy = ProbeResults(bn_gap={"eval_acc": 0.37, "batch_stats_acc": 0.33, "gap": -0.04})
+    fs = R.bn_mismatch(make_run(rows, set={"data.batch_size": 2}), noisy)
+    assert codes(fs) == [Code.BN_MISMATCH]
+    assert fs[0].evidence["val_minus_train_acc"] == pytest.approx(0.16)
+    assert R.bn_mismatch(make_run(rows, set={"data.batch_size": 8}), noisy) == []
     few = R.bn_mismatch(make_run(), gap)[0]
     assert "--resume" in few.fix and few.explained_by == (Code.UNDERTRAINED,)
     near = ProbeResults(bn_gap={"eval_acc": 0.75, "batch_stats_acc": 0.84, "gap": 0.09})

@@ -93,7 +93,8 @@ RULES: dict[Code, str] = {
     "size and no other cause is found",
     Code.BN_MISMATCH: "BatchNorm in inference mode (running statistics) scores {BN_GAP:.0%} or "
     "more below the same images normalised with batch statistics, in batches of the training "
-    "batch size",
+    "batch size; or batches under {BN_MIN_BATCH} images with the two modes {BN_TINY_BATCH_GAP:.0%} "
+    "apart or validation {BN_TINY_BATCH_VAL_GAP:.0%} above training",
     Code.INPUT_NOT_NORMALIZED: "a channel of the preprocessed input has |mean| > "
     "{INPUT_MEAN_MAX} or a std outside {INPUT_STD_LO}-{INPUT_STD_HI} (with pretrained weights, "
     "whose own statistics are the right ones, only a std over {INPUT_STD_RAW:g}: raw pixels)",
@@ -174,7 +175,12 @@ EXPLAINS: dict[Code, set[Code]] = {
         Code.UNDERTRAINED,
         Code.BN_MISMATCH,
     },  # fmt: skip
-    Code.BN_MISMATCH: {Code.PREDICTS_ONE_CLASS, Code.OVERFITTING, Code.STUCK_AT_CHANCE},
+    Code.BN_MISMATCH: {
+        Code.PREDICTS_ONE_CLASS,
+        Code.OVERFITTING,
+        Code.STUCK_AT_CHANCE,
+        Code.VAL_ABOVE_TRAIN,
+    },  # fmt: skip
     Code.CLASS_IMBALANCE: {Code.PREDICTS_ONE_CLASS, Code.STUCK_AT_CHANCE, Code.UNDERFITTING},
     Code.OVERFITTING: {Code.VAL_ABOVE_TRAIN},
     Code.UNDERTRAINED: {Code.UNDERFITTING, Code.BN_MISMATCH},

@@ -322,27 +322,46 @@ def undertrained(run: RunFolder, probes: ProbeResults | None) -> list[Finding]:
 
 
 def bn_mismatch(run: RunFolder, probes: ProbeResults | None) -> list[Finding]:
+    """Running statistics that do not describe the data (a measured accuracy gap), or
+    statistics taken over so few images per batch that training-mode outputs are noise."""
     g = probes.bn_gap if probes else None
-    if not g or g["gap"] < T.BN_GAP:
+    if not g:
         return []
     batch = int(run.opt("data", "batch_size", 128))
+    tr, va = column(run, "train_acc"), column(run, "val_acc")
+    val_gap = va[-1] - tr[-1] if tr and va else 0.0
+    tiny = batch < T.BN_MIN_BATCH and (
+        abs(g["gap"]) >= T.BN_TINY_BATCH_GAP or val_gap >= T.BN_TINY_BATCH_VAL_GAP
+    )
+    if g["gap"] < T.BN_GAP and not tiny:
+        return []
     steps = (steps_per_epoch(run) or 0) * len(run.history)
     hint: tuple[Code, ...] = ()
-    if batch < 16:
-        fix = "--batch-size 32 (BatchNorm needs batches of 16 or more)"
-    elif run.opt("model", "pretrained", False) and not run.opt("model", "freeze_backbone", False):
-        fix = "--bn-eval (keep the pretrained BatchNorm statistics)"
+    if batch < T.BN_MIN_BATCH:
+        fix = f"--batch-size 32 (BatchNorm needs batches of {T.BN_MIN_BATCH} or more)"
+        title = (
+            f"BatchNorm normalises over batches of {batch} images: training-mode outputs are "
+            f"noise ({g['batch_stats_acc']:.0%} accuracy with batch statistics, "
+            f"{g['eval_acc']:.0%} with running statistics; validation {val_gap:+.0%} vs training)"
+        )
     else:
-        fix = f"more steps: cnnlab train --resume {run.path} --epochs {2 * len(run.history)}"
-        hint = (Code.UNDERTRAINED,)
+        title = (
+            f"BatchNorm's running statistics do not fit the data: {g['eval_acc']:.0%} accuracy "
+            f"in inference mode vs {g['batch_stats_acc']:.0%} with batch statistics"
+        )
+        if run.opt("model", "pretrained", False) and not run.opt("model", "freeze_backbone"):
+            fix = "--bn-eval (keep the pretrained BatchNorm statistics)"
+        else:
+            fix = f"more steps: cnnlab train --resume {run.path} --epochs {2 * len(run.history)}"
+            hint = (Code.UNDERTRAINED,)
     return [
         Finding(
-            Code.BN_MISMATCH, Severity.WARNING,
-            f"BatchNorm's running statistics do not fit the data: {g['eval_acc']:.0%} accuracy "
-            f"in inference mode vs {g['batch_stats_acc']:.0%} with batch statistics",
+            Code.BN_MISMATCH, Severity.WARNING, title,
             {"eval_acc": rounded(g["eval_acc"]), "batch_stats_acc": rounded(g["batch_stats_acc"]),
              "gap": rounded(g["gap"]), "threshold": f">= {T.BN_GAP}", "batch_size": batch,
-             "optimizer_steps": steps},
+             "threshold_batch": f"< {T.BN_MIN_BATCH} with |gap| >= {T.BN_TINY_BATCH_GAP} or "
+             f"val - train accuracy >= {T.BN_TINY_BATCH_VAL_GAP}",
+             "val_minus_train_acc": rounded(val_gap), "optimizer_steps": steps},
             fix, 0.8, explained_by=hint,
         )
     ]  # fmt: skip

@@ -33,6 +33,10 @@ IMBALANCE_RATIO, MINORITY_RECALL_SHARE = 10.0, 0.5
 NOISE_GAP = 0.10  # val accuracy - train accuracy, same model, no augmentation
 MEMORISE_TRAIN_ACC = 0.9
 BN_GAP = 0.10  # accuracy with batch statistics - accuracy with running statistics
+# Below 8 images per batch BatchNorm's error climbs steeply (Wu & He, Group Normalization,
+# 2018, fig. 1); flagged when a measured symptom shows it: the two modes disagree, or
+# validation (running statistics) beats training (batch statistics) by far
+BN_MIN_BATCH, BN_TINY_BATCH_GAP, BN_TINY_BATCH_VAL_GAP = 8, 0.03, 0.10
 INPUT_MEAN_MAX, INPUT_STD_LO, INPUT_STD_HI, INPUT_STD_RAW = 1.5, 0.3, 3.0, 20.0
 LEAK_FRACTION = 0.01
 VAL_ABOVE_GAP, VAL_ABOVE_WARN = 0.03, 0.15
