@@ -324,3 +324,15 @@ def test_pretrained_inputs_far_from_zero_mean_are_right_but_raw_pixels_are_not()
     assert codes(D.input_not_normalized(make_run(), dark)) == [Code.INPUT_NOT_NORMALIZED]
     raw = ProbeResults(input_stats={"mean": [74.0] * 3, "std": [90.0] * 3})
     assert codes(D.input_not_normalized(pretrained, raw)) == [Code.INPUT_NOT_NORMALIZED]
+
+
+def test_late_validation_swings_at_an_unannealed_lr_are_lr_too_high():
+    rows = [(0, 1.3, 0.53, 1.2, 0.52), (1, 0.78, 0.72, 1.09, 0.645), (2, 0.64, 0.76, 1.08, 0.586),
+            (3, 0.59, 0.78, 0.85, 0.675), (4, 0.53, 0.8, 1.92, 0.483), (5, 0.57, 0.8, 1.3, 0.563)]  # fmt: skip
+    run = make_run(rows)  # hist() gives every epoch lr 0.1: never annealed
+    fs = R.learning_rate(run, None)
+    assert codes(fs) == [Code.LR_TOO_HIGH]
+    assert fs[0].evidence["largest_late_drop"] == pytest.approx(0.675 - 0.483)
+    for h, lr in zip(run.history, [0.1, 0.1, 0.1, 0.05, 0.02, 0.01], strict=True):
+        h["lr"] = lr  # annealed: the swing is the schedule's business, not a finding
+    assert R.learning_rate(run, None) == []

@@ -56,7 +56,9 @@ RULES: dict[Code, str] = {
     "than {UPDATE_RATIO_HIGH} of their norm (median over layers), or the run diverged at an lr "
     "above the usual range; and training failed (diverged, stuck, loss rose, validation loss "
     "above {VAL_LOSS_BLOWUP:g}x the baseline, half the ReLUs dead) or a one-batch fit blew up, "
-    "or the step is {UPDATE_RATIO_EXTREME:g}x the weights or more",
+    "or the step is {UPDATE_RATIO_EXTREME:g}x the weights or more; or validation accuracy falls "
+    "{VAL_SWING:.0%} between two late epochs while the lr is still {UNANNEALED_LR_SHARE:.0%} of "
+    "its peak",
     Code.LR_TOO_LOW: "one step moves the weights by less than {UPDATE_RATIO_LOW} of their norm, and "
     "training removed under {LOW_PROGRESS:.0%} of the baseline loss or a {OVERFIT_STEPS}-step fit "
     "of one batch failed",

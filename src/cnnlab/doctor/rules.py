@@ -108,7 +108,34 @@ def learning_rate(run: RunFolder, probes: ProbeResults | None) -> list[Finding]:
                 ev, f"--lr {suggest_lr(lr, med)}", 0.85 if not fit.get("fitted") else 0.7,
             )
         )  # fmt: skip
+    if not out:
+        out += unannealed(run)
     return out
+
+
+def unannealed(run: RunFolder) -> list[Finding]:
+    """Validation accuracy that swings between late epochs while the lr never came down: the
+    lr is too high to settle (a schedule that anneals fixes it; one-cycle and cosine do)."""
+    va, lrs = column(run, "val_acc"), column(run, "lr")
+    if len(va) < 4 or not lrs or diverged(run):
+        return []
+    late = va[len(va) // 2 - 1 :]  # the second half, with the epoch before it
+    drop = max(a - b for a, b in zip(late, late[1:], strict=False))
+    share = lrs[-1] / max(lrs)
+    if drop < T.VAL_SWING or share < T.UNANNEALED_LR_SHARE:
+        return []
+    return [
+        Finding(
+            Code.LR_TOO_HIGH, Severity.WARNING,
+            f"validation accuracy fell {drop:.0%} between late epochs while the lr stayed at "
+            f"{share:.0%} of its peak ({lrs[-1]:.3g}): too high to settle",
+            {"largest_late_drop": rounded(drop), "threshold_drop": f">= {T.VAL_SWING}",
+             "last_lr_over_peak": rounded(share), "threshold_lr": f">= {T.UNANNEALED_LR_SHARE}",
+             "schedule": run.opt("optim", "schedule")},
+            "--schedule cosine (or onecycle): the lr must come down for the weights to settle",
+            0.6,
+        )
+    ]  # fmt: skip
 
 
 def suggest_lr(lr: float, ratio: float | None) -> str:
