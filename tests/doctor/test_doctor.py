@@ -69,7 +69,6 @@ def quick_run(tmp_path_factory):
     return runs / "quick"
 
 
-@pytest.mark.slow
 def test_diagnose_a_real_run_writes_doctor_json_with_measured_probes(quick_run):
     report = diagnose(quick_run)
     saved = json.loads((quick_run / "doctor.json").read_text())
@@ -90,13 +89,11 @@ def test_diagnose_a_real_run_writes_doctor_json_with_measured_probes(quick_run):
     assert not report.healthy and report.top.code in (Code.UNDERTRAINED, Code.BN_MISMATCH)
 
 
-@pytest.mark.slow
 def test_diagnose_without_probes_uses_only_the_files(quick_run):
     report = diagnose(quick_run, probe=False, write=False)
     assert report.probes == {} and "probes not run" in report.notes[0]
 
 
-@pytest.mark.slow
 def test_lr_x1000_is_diagnosed_as_lr_too_high(tmp_path):
     import cnnlab
     from cnnlab.errors import CnnlabError
@@ -107,3 +104,15 @@ def test_lr_x1000_is_diagnosed_as_lr_too_high(tmp_path):
     report = diagnose(tmp_path / "hot")
     assert report.top.code is Code.LR_TOO_HIGH and report.top.severity is Severity.ERROR
     assert report.top.evidence["update_ratio_median"] > 1.0
+
+
+def test_a_run_whose_model_and_data_are_gone_still_gets_the_file_based_findings(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "run.json").write_text(json.dumps({"status": "diverged"}))
+    (run / "config.yaml").write_text("data: {path: /nonexistent/photos, dataset: folder}\n")
+    (run / "divergence.json").write_text(json.dumps({"message": "loss became nan at step 3"}))
+    report = diagnose(run)
+    assert report.top.code is Code.DIVERGED
+    assert report.notes and report.notes[0].startswith("probes skipped")
+    assert json.loads((run / "doctor.json").read_text())["diagnosis"] == "diverged"

@@ -64,7 +64,10 @@ def _probe(run_dir: Path, run: RunFolder) -> tuple[ProbeResults | None, str | No
         # data moved or deleted, model unreadable: the file-based rules still apply
         return None, f"probes skipped: {e}"
     note = None if inputs.saved is not None else "no exported model: saved-model probes skipped"
-    return run_probes(inputs), note
+    try:
+        return run_probes(inputs), note
+    except Exception as e:  # a probe bug must not cost the file-based findings of a finished run
+        return None, f"probes failed ({type(e).__name__}: {e}); findings from the files only"
 
 
 def epoch_check(
