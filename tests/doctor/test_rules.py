@@ -172,6 +172,17 @@ def test_overfitting_needs_the_gap_and_a_rising_validation_loss():
     assert fs[0].evidence["val_loss_over_min"] == pytest.approx(1.3)
     flat_loss = [(0, 1.5, 0.5, 1.4, 0.5), (1, 0.5, 0.85, 1.0, 0.62), (2, 0.1, 0.98, 1.1, 0.63)]
     assert R.overfitting(make_run(flat_loss), None) == []  # 1.1x its minimum: < 1.2
+    # the best model itself: 64% on its training images, 37% on validation (100 images, VGG)
+    measured = ProbeResults(train_eval={"accuracy": 0.64}, val={"accuracy": 0.37})
+    still_falling = [
+        (0, 2.28, 0.15, 2.3, 0.12),
+        (1, 1.5, 0.6, 1.9, 0.33),
+        (2, 1.13, 0.62, 1.81, 0.35),
+    ]
+    fs = R.overfitting(make_run(still_falling), measured)
+    assert codes(fs) == [Code.OVERFITTING]
+    assert fs[0].evidence["best_model_train_minus_val"] == pytest.approx(0.27)
+    assert R.overfitting(make_run(still_falling), None) == []  # the history alone: loss falling
     collapsed = [(0, 1.5, 0.5, 1.4, 0.5), (1, 0.5, 0.85, 1.0, 0.62), (2, 1.3, 0.45, 2.0, 0.14)]
     assert R.overfitting(make_run(collapsed), None) == []  # val 14%: within 5 points of 10%
 

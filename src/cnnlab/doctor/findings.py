@@ -76,9 +76,10 @@ RULES: dict[Code, str] = {
     Code.BAD_INIT: "at initialisation the output std is under {ACT_RATIO_LOW} or over "
     "{ACT_RATIO_HIGH:g} times the first layer's, or the initial loss exceeds ln C + "
     "{INIT_LOSS_EXCESS:g}",
-    Code.OVERFITTING: "training accuracy exceeds validation accuracy by {OVERFIT_GAP:.0%} or more, "
-    "the validation loss ended {OVERFIT_VAL_RISE}x its minimum or higher, and validation "
-    "accuracy is more than {OVERFIT_ABOVE_CHANCE:.0%} above the majority-class rate",
+    Code.OVERFITTING: "training accuracy exceeds validation accuracy by {OVERFIT_GAP:.0%} or more "
+    "(in the history with the validation loss ending {OVERFIT_VAL_RISE}x its minimum or higher, "
+    "or for the best model on training vs validation images without augmentation), and "
+    "validation accuracy is more than {OVERFIT_ABOVE_CHANCE:.0%} above the majority-class rate",
     Code.UNDERFITTING: "training accuracy stays under {UNDERFIT_ACC:.0%} with a flat training loss "
     "(under {UNDERFIT_FLAT:.0%} change over two epochs) although the run is not at chance",
     Code.UNDERTRAINED: "stopped by the epoch limit while still improving: the last epoch gained "

@@ -284,24 +284,45 @@ def bad_init(run: RunFolder, probes: ProbeResults | None) -> list[Finding]:
 
 
 def overfitting(run: RunFolder, probes: ProbeResults | None) -> list[Finding]:
+    """A generalisation gap: from the history (train accuracy far above validation while the
+    validation loss rises), or measured on the best model itself (its accuracy on training
+    images without augmentation vs on validation images: no dropout or averaging in between)."""
     tr, va, vl = column(run, "train_acc"), column(run, "val_acc"), column(run, "val_loss")
     if len(vl) < 2 or not tr or not va:
         return []
     gap, rise = tr[-1] - va[-1], vl[-1] / min(vl)
     maj = majority_rate(run) or 0.0
+    from_history = gap >= T.OVERFIT_GAP and rise >= T.OVERFIT_VAL_RISE
+    measured = None
+    if probes and probes.train_eval and probes.val:
+        measured = probes.train_eval["accuracy"] - probes.val["accuracy"]
+    from_model = measured is not None and measured >= T.OVERFIT_GAP
     # validation at chance is a collapse (or meaningless labels), not a model that learnt the
     # training set too well
-    if gap < T.OVERFIT_GAP or rise < T.OVERFIT_VAL_RISE or va[-1] <= maj + T.OVERFIT_ABOVE_CHANCE:
+    if not (from_history or from_model) or va[-1] <= maj + T.OVERFIT_ABOVE_CHANCE:
         return []
     n_train = sum((run.class_counts or {}).get("train") or [0])
+    params = run.status.get("params")
+    if from_model:
+        title = (
+            f"the best model scores {probes.train_eval['accuracy']:.0%} on its training images "
+            f"but {probes.val['accuracy']:.0%} on validation images"
+        )
+    else:
+        title = (
+            f"train accuracy {tr[-1]:.0%} vs validation {va[-1]:.0%}, and the validation loss "
+            f"ended {rise:.2g}x above its minimum"
+        )
     return [
         Finding(
             Code.OVERFITTING, Severity.WARNING,
-            f"train accuracy {tr[-1]:.0%} vs validation {va[-1]:.0%}, and the validation loss "
-            f"ended {rise:.2g}x above its minimum ({n_train} training images)",
+            title + f" ({n_train:,} training images" + (f", {params:,} parameters)" if params else ")"),
             {"train_acc": rounded(tr[-1]), "val_acc": rounded(va[-1]), "gap": rounded(gap),
-             "threshold_gap": f">= {T.OVERFIT_GAP}", "val_loss_over_min": rounded(rise),
-             "threshold_rise": f">= {T.OVERFIT_VAL_RISE}", "train_images": n_train},
+             "val_loss_over_min": rounded(rise),
+             "threshold_history": f"gap >= {T.OVERFIT_GAP} and loss rise >= {T.OVERFIT_VAL_RISE}",
+             "best_model_train_minus_val": rounded(measured),
+             "threshold_best_model": f">= {T.OVERFIT_GAP}",
+             "train_images": n_train, "parameters": params},
             "--augment strong --weight-decay 5e-3, or --pretrained --freeze-backbone, or more "
             "training images", 0.8,
         )
