@@ -347,3 +347,8 @@ def test_late_validation_swings_at_an_unannealed_lr_are_lr_too_high():
     for h, lr in zip(run.history, [0.1, 0.1, 0.1, 0.05, 0.02, 0.01], strict=True):
         h["lr"] = lr  # annealed: the swing is the schedule's business, not a finding
     assert R.learning_rate(run, None) == []
+
+
+def test_balanced_accuracy_is_the_mean_recall_of_present_classes():
+    assert M.balanced_accuracy({"accuracy": 0.9, "recall": [1.0, 0.5, None]}) == 0.75
+    assert M.balanced_accuracy({"accuracy": 0.9}) == 0.9

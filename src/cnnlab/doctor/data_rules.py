@@ -7,6 +7,7 @@ from cnnlab.doctor import thresholds as T
 from cnnlab.doctor.evidence import ProbeResults, RunFolder
 from cnnlab.doctor.findings import Code, Finding, Severity
 from cnnlab.doctor.measures import (
+    balanced_accuracy,
     class_name,
     column,
     diverged,
@@ -82,13 +83,14 @@ def label_noise(run: RunFolder, probes: ProbeResults | None) -> list[Finding]:
             )
         )  # fmt: skip
     if probes and probes.val and probes.train_eval:
-        v, t = probes.val["accuracy"], probes.train_eval["accuracy"]
+        v, t = balanced_accuracy(probes.val), balanced_accuracy(probes.train_eval)
         if v - t >= T.NOISE_GAP:
             out.append(
                 Finding(
                     Code.LABEL_NOISE, Severity.WARNING,
                     f"the trained model agrees with {t:.0%} of the training labels but "
-                    f"{v:.0%} of the validation labels: the training labels look noisy",
+                    f"{v:.0%} of the validation labels (mean recall): the training labels look "
+                    "noisy",
                     {"train_acc_no_augmentation": rounded(t), "val_acc": rounded(v), "gap": rounded(v - t),
                      "threshold": f">= {T.NOISE_GAP}", "images": probes.train_eval["images"]},
                     "check the training labels: `cnnlab audit DATA` ranks likely label errors; "

@@ -78,7 +78,8 @@ RULES: dict[Code, str] = {
     "{INIT_LOSS_EXCESS:g}",
     Code.OVERFITTING: "training accuracy exceeds validation accuracy by {OVERFIT_GAP:.0%} or more "
     "(in the history with the validation loss ending {OVERFIT_VAL_RISE}x its minimum or higher, "
-    "or for the best model on training vs validation images without augmentation), and "
+    "or for the best model's mean recall on training vs validation images without "
+    "augmentation), and "
     "validation accuracy is more than {OVERFIT_ABOVE_CHANCE:.0%} above the majority-class rate",
     Code.UNDERFITTING: "training accuracy stays under {UNDERFIT_ACC:.0%} with a flat training loss "
     "(under {UNDERFIT_FLAT:.0%} change over two epochs) although the run is not at chance",
@@ -89,7 +90,7 @@ RULES: dict[Code, str] = {
     "more; a warning when the smallest class's recall is under {MINORITY_RECALL_SHARE} x the "
     "mean recall and nothing rebalances",
     Code.LABEL_NOISE: "the trained model agrees with the training labels {NOISE_GAP:.0%} less "
-    "often than with the validation labels; or training accuracy reaches "
+    "often than with the validation labels (mean recall per class); or training accuracy reaches "
     "{MEMORISE_TRAIN_ACC:.0%} while validation stays at chance; or nothing is learnt in "
     "{LABEL_SIGNAL_MIN_STEPS} steps or more (at a mean lr of {LABEL_SIGNAL_LR_SHARE:.0%} of the "
     "peak or more) although the model fits one batch at a healthy step "
@@ -184,7 +185,12 @@ EXPLAINS: dict[Code, set[Code]] = {
         Code.STUCK_AT_CHANCE,
         Code.VAL_ABOVE_TRAIN,
     },  # fmt: skip
-    Code.CLASS_IMBALANCE: {Code.PREDICTS_ONE_CLASS, Code.STUCK_AT_CHANCE, Code.UNDERFITTING},
+    Code.CLASS_IMBALANCE: {
+        Code.PREDICTS_ONE_CLASS,
+        Code.STUCK_AT_CHANCE,
+        Code.UNDERFITTING,
+        Code.OVERFITTING,
+    },  # fmt: skip
     Code.OVERFITTING: {Code.VAL_ABOVE_TRAIN},
     Code.UNDERTRAINED: {Code.UNDERFITTING, Code.BN_MISMATCH},
 }

@@ -120,6 +120,13 @@ def training_failures(run: RunFolder, dead_fraction: float | None = None) -> lis
     return why
 
 
+def balanced_accuracy(acc: dict[str, Any]) -> float:
+    """Mean recall over the classes present (a probe's accuracy dict): unlike accuracy it does
+    not move when two splits have different class priors."""
+    recalls = [r for r in acc.get("recall", []) if r is not None]
+    return sum(recalls) / len(recalls) if recalls else acc["accuracy"]
+
+
 def rounded(v: Any, digits: int = 4) -> Any:
     return float(f"{v:.{digits}g}") if finite(v) else v
 

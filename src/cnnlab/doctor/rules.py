@@ -16,6 +16,7 @@ from cnnlab.doctor import thresholds as T
 from cnnlab.doctor.evidence import ProbeResults, RunFolder
 from cnnlab.doctor.findings import Code, Finding, Severity
 from cnnlab.doctor.measures import (
+    balanced_accuracy,
     class_name,
     column,
     diverged,
@@ -295,7 +296,7 @@ def overfitting(run: RunFolder, probes: ProbeResults | None) -> list[Finding]:
     from_history = gap >= T.OVERFIT_GAP and rise >= T.OVERFIT_VAL_RISE
     measured = None
     if probes and probes.train_eval and probes.val:
-        measured = probes.train_eval["accuracy"] - probes.val["accuracy"]
+        measured = balanced_accuracy(probes.train_eval) - balanced_accuracy(probes.val)
     from_model = measured is not None and measured >= T.OVERFIT_GAP
     # validation at chance is a collapse (or meaningless labels), not a model that learnt the
     # training set too well
@@ -305,8 +306,8 @@ def overfitting(run: RunFolder, probes: ProbeResults | None) -> list[Finding]:
     params = run.status.get("params")
     if from_model:
         title = (
-            f"the best model scores {probes.train_eval['accuracy']:.0%} on its training images "
-            f"but {probes.val['accuracy']:.0%} on validation images"
+            f"the best model scores {balanced_accuracy(probes.train_eval):.0%} on its training "
+            f"images but {balanced_accuracy(probes.val):.0%} on validation images (mean recall)"
         )
     else:
         title = (
