@@ -23,7 +23,7 @@ def photo(seed: int, size: tuple[int, int] = (160, 120), tint: str | None = None
     """(h, w, 3) uint8 with hard-edged random blocks: sharp, and unlike any other seed."""
     w, h = size
     rng = np.random.default_rng(seed)
-    small = rng.integers(0, 256, size=(6, 8, 3), dtype=np.uint8)
+    small = rng.integers(0, 256, size=(12, 16, 3), dtype=np.uint8)
     a = np.array(Image.fromarray(small).resize((w, h), Image.Resampling.NEAREST), dtype=np.float64)
     if tint is not None:
         a = a * np.array(TINTS[tint])
@@ -120,7 +120,7 @@ def inject(root: Path) -> dict[str, tuple[str, ...]]:
         decoded(root / "train/red/red_03.jpg"),
     )
     save(root / "train/red/dark.jpg", photo(7, tint="red") // 14)
-    blur = Image.fromarray(photo(8, tint="blue")).filter(ImageFilter.GaussianBlur(6))
+    blur = Image.fromarray(photo(8, tint="blue")).filter(ImageFilter.GaussianBlur(10))
     save(root / "train/blue/blurry.jpg", np.array(blur))
     save(root / "train/red/tiny.png", photo(9, size=(20, 20), tint="red"))
     save(root / "train/blue/flat.png", np.full((120, 160, 3), (40, 40, 200), dtype=np.uint8))

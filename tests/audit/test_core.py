@@ -4,8 +4,7 @@ import numpy as np
 import pytest
 from audittree import RandomFeatures, inject, make_tree
 
-from cnnlab.audit import AuditThresholds, Check, Code, Severity, audit
-from cnnlab.audit.duplicates import DupThresholds
+from cnnlab.audit import Check, Code, Severity, audit
 from cnnlab.errors import ConfigError
 
 QUIET = {"log": lambda s: None}
@@ -47,15 +46,14 @@ def test_fast_audit_finds_every_injected_copy_and_nothing_else(tree, cache_dir):
 def test_full_audit_finds_each_injected_problem(tree, cache_dir, tmp_path):
     root, truth = tree
     emb = RandomFeatures()
-    # the stand-in's features are too coarse to tell copies from look-alikes: its embedding
-    # duplicate rules are switched off here (test_duplicates covers them)
-    t = AuditThresholds(duplicates=DupThresholds(cosine=2.0, cosine_weak=2.0))
     out = tmp_path / "out"
-    r = audit(root, embedder=emb, thresholds=t, cache_dir=cache_dir, out_dir=out, **QUIET)
+    r = audit(root, embedder=emb, cache_dir=cache_dir, out_dir=out, **QUIET)
     (issue,) = r.by_code(Code.LABEL_ISSUE)
     assert issue.files == truth["flipped_label"]
     assert issue.evidence["given_label"] == "blue" and issue.evidence["suggested_label"] == "red"
     assert issue.evidence["rank"] <= 3  # behind the two placeholder cards at most
+    assert r.label_ranking.index(issue.files[0]) + 1 == issue.evidence["rank"]
+    assert len(set(r.label_ranking)) == sum(r.data["images"].values())
     assert f"mv {root}/train/blue/flipped_label.jpg {root}/train/red/" in issue.fix
     files = {c: set(r.by_code(c)[0].files) for c in (Code.DARK, Code.BLURRY, Code.TINY)}
     assert files[Code.DARK] == set(truth["dark"])
@@ -76,7 +74,7 @@ def test_full_audit_finds_each_injected_problem(tree, cache_dir, tmp_path):
     assert r.sheet == str(out / "audit.png")
     # a second audit embeds nothing and reads the probe from the cache
     calls = emb.calls
-    again = audit(root, embedder=emb, thresholds=t, cache_dir=cache_dir, **QUIET)
+    again = audit(root, embedder=emb, cache_dir=cache_dir, **QUIET)
     assert emb.calls == calls
     n = sum(again.data["images"].values())
     assert f"embeddings: {emb.key}, {n} of {n} from the cache" in again.notes
@@ -135,9 +133,8 @@ def test_an_empty_folder_is_a_data_error(tmp_path):
 
 def test_probe_of_real_numbers_is_deterministic(tree, cache_dir):
     root, _ = tree
-    t = AuditThresholds(duplicates=DupThresholds(cosine=2.0, cosine_weak=2.0))
-    a = audit(root, embedder=RandomFeatures(), thresholds=t, cache_dir=cache_dir / "1", **QUIET)
-    b = audit(root, embedder=RandomFeatures(), thresholds=t, cache_dir=cache_dir / "2", **QUIET)
+    a = audit(root, embedder=RandomFeatures(), cache_dir=cache_dir / "1", **QUIET)
+    b = audit(root, embedder=RandomFeatures(), cache_dir=cache_dir / "2", **QUIET)
     ea = [f.evidence for f in a.by_code(Code.LABEL_ISSUE)]
     assert ea == [f.evidence for f in b.by_code(Code.LABEL_ISSUE)]
     assert np.isfinite([e["self_confidence"] for e in ea]).all()

@@ -48,14 +48,14 @@ def test_cross_split_exact_copy_is_an_error_that_keeps_the_held_out_copy():
 
 def test_within_split_exact_is_a_warning_and_near_is_info():
     c = ctx(["train"] * 4, ["ant"] * 4)
-    near = D.Pair(2, 3, False, 4, "mirrored", 0.97)
+    near = D.Pair(2, 3, False, 4, "mirrored", edge=0.97)
     out = D.duplicate_findings([[0, 1]], [near], c, D.DupThresholds())
     codes = {f.code: f for f in out}
     assert codes[Code.EXACT_DUPLICATE].severity is Severity.WARNING
     assert codes[Code.NEAR_DUPLICATE].severity is Severity.INFO
     ev = codes[Code.NEAR_DUPLICATE].evidence["pairs"][0]
     assert ev["match"] == "mirrored" and ev["hash_distance"] == 4
-    assert ev["thumbnail_correlation"] == pytest.approx(0.97)
+    assert ev["edge_correlation"] == pytest.approx(0.97)
 
 
 def test_different_labels_make_a_placeholder_or_a_label_conflict():
@@ -80,7 +80,7 @@ def thumbs_of(patterns):
     return t  # (N, 3 crops, 32, 32): the same pattern in every crop, enough for these rules
 
 
-def test_near_pairs_hash_rule_needs_the_thumbnails_to_agree():
+def test_near_pairs_hash_rule_needs_the_edges_to_agree():
     rng = np.random.default_rng(0)
     a = rng.integers(0, 256, (32, 32))
     b = rng.integers(0, 256, (32, 32))
@@ -90,18 +90,28 @@ def test_near_pairs_hash_rule_needs_the_thumbnails_to_agree():
     pairs = D.near_pairs(h, m, thumbs, D.DupThresholds(radius=4))
     # 0-1 agree in pixels; 0-2 and 1-2 collide in hash only
     assert [(p.i, p.j) for p in pairs] == [(0, 1)]
-    assert pairs[0].how == "as is" and pairs[0].corr == pytest.approx(1.0)
+    assert pairs[0].how == "re-encoded or resized" and pairs[0].edge == pytest.approx(1.0)
 
 
-def test_near_pairs_embedding_rules():
-    rng = np.random.default_rng(1)
-    thumbs = thumbs_of([rng.integers(0, 256, (32, 32)) for _ in range(4)])
-    far = np.array([0, 2**64 - 1, 0x00000000FFFFFFFF, 0xFFFFFFFF00000000], dtype=np.uint64)
-    h = np.stack([far] * 3, axis=1)
-    m = ~far
-    e = np.array([[1, 0, 0], [0.9, 0.436, 0], [0, 0, 1], [0, 0.5, 0.866]], dtype=np.float32)
-    t = D.DupThresholds(radius=2, cosine=0.85, cosine_weak=0.4, radius_weak=40)
-    pairs = {(p.i, p.j): p for p in D.near_pairs(h, m, thumbs, t, e)}
-    assert (0, 1) in pairs and pairs[(0, 1)].cosine == pytest.approx(0.9, abs=1e-3)
-    # 2-3: cosine 0.866 alone is enough; 1-3: cosine 0.218 is not
-    assert (2, 3) in pairs and (1, 3) not in pairs
+def test_near_pairs_embedding_rule_aligns_a_crop_anywhere():
+    from audittree import photo
+    from PIL import Image
+
+    from cnnlab.audit.hashing import gray, thumbnails
+
+    big = np.kron(photo(1, size=(40, 30)), np.ones((4, 4, 1), np.uint8))  # 160 x 120, sharp
+    crop = np.ascontiguousarray(
+        big[12:120, 0:144][:, ::-1]
+    )  # 90% window, left and bottom, mirrored
+    other = np.kron(photo(2, size=(40, 30)), np.ones((4, 4, 1), np.uint8))
+    imgs = [big, crop, other]
+    grays = [gray(a) for a in imgs]
+    thumbs = np.stack([thumbnails(g) for g in grays])
+    far = np.array([0, 2**64 - 1, 0x00000000FFFFFFFF], dtype=np.uint64)
+    h, m = np.stack([far] * 3, axis=1), ~far  # no hash rule match
+    e = np.full((3, 2), 1 / np.sqrt(2), dtype=np.float32)  # every pair a candidate (cosine 1)
+    pairs = D.near_pairs(h, m, thumbs, D.DupThresholds(), e, gray=grays.__getitem__)
+    assert [(p.i, p.j) for p in pairs] == [(0, 1)]
+    assert pairs[0].how == "mirrored, cropped to 90% at (0%, 10%)"
+    assert pairs[0].cosine == pytest.approx(1.0) and pairs[0].edge > 0.9
+    assert isinstance(grays[0], Image.Image)

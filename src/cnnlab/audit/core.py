@@ -150,6 +150,7 @@ def audit_source(
     timings["measure"] = time.perf_counter() - clock
     checks: dict[str, Check] = {}
     notes: list[str] = []
+    ranking: list[str] = []
     emb = raw = None
     if embedder is not None and len(src):
         clock = time.perf_counter()
@@ -165,16 +166,19 @@ def audit_source(
         # An image already reported as a placeholder or with conflicting labels is explained:
         # its low self-confidence and its distance from its class say nothing new.
         explained = {r for f in findings if f.code in _EXPLAINS for r in f.files}
+        more = _full_checks(src, m, emb, raw, embedder, cache_dir, t, checks, notes, ranking)
         findings += [
             f
-            for f in _full_checks(src, m, emb, raw, embedder, cache_dir, t, checks, notes)
+            for f in more
             if not (f.code in (Code.LABEL_ISSUE, Code.OUTLIER) and f.files[0] in explained)
         ]
     else:
         for name in ("label_issue", "outlier", "image_properties", "file_properties"):
             checks[name] = Check.SKIPPED
         checks["skipped_files"] = checks["class_imbalance"] = Check.SKIPPED
-    report = AuditReport(findings, src.summary(), checks, notes, timings=timings)
+    report = AuditReport(
+        findings, src.summary(), checks, notes, timings=timings, label_ranking=ranking
+    )
     if out_dir is not None:
         write_outputs(report, src, Path(out_dir))
     return report
@@ -234,7 +238,7 @@ def confirm_exact(src: AuditData, groups: list[list[int]], pairs: list[Pair]) ->
     if src.native or src.paths is None:
         return groups
     cand = {i for g in groups for i in g}
-    cand |= {x for p in pairs if p.hamming == 0 and (p.corr or 0) >= 0.99 for x in (p.i, p.j)}
+    cand |= {x for p in pairs if p.hamming == 0 and (p.edge or 0) >= 0.99 for x in (p.i, p.j)}
     full: dict[bytes, list[int]] = {}
     for i in sorted(cand):
         try:
@@ -252,7 +256,7 @@ def _duplicates(
     t: DupThresholds,
     checks: dict[str, Check],
 ) -> list[Finding]:
-    near = near_pairs(m.hashes, m.mirrored, m.thumbs, t, emb)
+    near = near_pairs(m.hashes, m.mirrored, m.thumbs, t, emb, gray=lambda i: _small_gray(src, i))
     groups = confirm_exact(src, exact_groups(m.digests), near)
     same = {i: k for k, g in enumerate(groups) for i in g}
     pairs = [p for p in near if same.get(p.i, -1) != same.get(p.j, -2)]
@@ -266,6 +270,11 @@ def _duplicates(
         nonphoto=lambda i: _nonphoto(src.pixels.get(i)),
     )  # fmt: skip
     return duplicate_findings(groups, pairs, ctx, t)
+
+
+def _small_gray(src: AuditData, i: int):
+    """Image i in grey levels, shorter side at most 128 px: enough for 32 px thumbnails."""
+    return hashing.at_most(hashing.gray(src.pixels.get(i)), 128)
 
 
 def _nonphoto(a: np.ndarray) -> bool:
@@ -284,7 +293,10 @@ def _full_checks(
     t: AuditThresholds,
     checks: dict[str, Check],
     notes: list[str],
+    ranking: list[str],
 ) -> list[Finding]:
+    """Properties, skipped files, imbalance and, with embeddings, label issues and outliers;
+    fills `ranking` with every image, worst label first."""
     out: list[Finding] = []
     headers = headers_for(src.paths)
     out += property_findings(m.stats, headers, src.rels, src.splits, t.properties)
@@ -306,6 +318,7 @@ def _full_checks(
         probs = _probe(raw, src, m, embedder, cache_dir, t)
         lq = confident_learning(probs, src.labels)
         lq.issues &= counts[src.labels] >= 2  # a class of one cannot be learned out of fold
+        ranking[:] = [src.rels[i] for i in lq.ranking]
         method = (
             f"confident learning on {t.folds}-fold out-of-fold probabilities of a linear probe "
             f"on {embedder.key} embeddings"

@@ -105,6 +105,9 @@ class AuditReport:
     sheet: str | None = None  # path of the contact sheet PNG, when one was written
     # seconds per stage; not in to_dict(), so audit.json is the same from run to run
     timings: dict[str, float] = field(default_factory=dict)
+    # every image (relative path), lowest self-confidence in its label first, when label issues
+    # were checked; not in to_dict() (as long as the data set)
+    label_ranking: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.findings = rank(self.findings)

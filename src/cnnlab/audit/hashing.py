@@ -39,6 +39,15 @@ def gray(a: np.ndarray) -> Image.Image:
     return Image.fromarray(np.ascontiguousarray(a[:, :, :3]), "RGB").convert("L")
 
 
+def at_most(g: Image.Image, side: int) -> Image.Image:
+    """`g` with its shorter side box-reduced to `side` (never enlarged)."""
+    w, h = g.size
+    if min(w, h) <= side:
+        return g
+    f = side / min(w, h)
+    return g.resize((max(1, round(w * f)), max(1, round(h * f))), Image.Resampling.BOX)
+
+
 def thumbnails(g: Image.Image, crops: tuple[float, ...] = CROPS) -> np.ndarray:
     """(len(crops), THUMB, THUMB) uint8: box-filtered (area-averaged) central crops of `g`."""
     w, h = g.size

@@ -21,6 +21,7 @@ import numpy as np
 from PIL import Image
 
 from cnnlab.audit.findings import Code, Finding, Severity
+from cnnlab.audit.hashing import at_most
 from cnnlab.data import imaging
 
 # columns of the (N, len(STATS)) float array `pixel_stats` rows fill
@@ -75,7 +76,7 @@ def pixel_stats(a: np.ndarray, g: Image.Image) -> np.ndarray:
     entropy = float(-(p * np.log2(p)).sum())
     flat = float(hist.max() / n)  # share of the most common grey level
     sharp = np.nan  # undefined for a flat image: nothing to be sharp or blurry
-    f = np.asarray(_at_most(g, SHARPNESS_SIDE), dtype=np.float32) / 255.0
+    f = np.asarray(at_most(g, SHARPNESS_SIDE), dtype=np.float32) / 255.0
     contrast = float(f.std())
     if min(x.shape) >= 3 and contrast >= 2 / 255:
         lap = 4 * f[1:-1, 1:-1] - f[:-2, 1:-1] - f[2:, 1:-1] - f[1:-1, :-2] - f[1:-1, 2:]
@@ -87,15 +88,6 @@ def pixel_stats(a: np.ndarray, g: Image.Image) -> np.ndarray:
         d = np.maximum(np.abs(s[..., 0] - s[..., 1]), np.abs(s[..., 1] - s[..., 2]))
         gray_rgb = float(np.percentile(d, 99))
     return np.array([p05, mean, p95, sharp, entropy, flat, gray_rgb])
-
-
-def _at_most(g: Image.Image, side: int) -> Image.Image:
-    """`g` with its shorter side box-reduced to `side` (never enlarged)."""
-    w, h = g.size
-    if min(w, h) <= side:
-        return g
-    f = side / min(w, h)
-    return g.resize((max(1, round(w * f)), max(1, round(h * f))), Image.Resampling.BOX)
 
 
 @dataclass(frozen=True)
