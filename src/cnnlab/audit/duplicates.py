@@ -81,8 +81,8 @@ def near_pairs(
     """
     out = []
     cand = hash_candidates(hashes, mirrored, t.radius)
-    for s in range(0, len(cand), 1 << 16):  # in blocks: Fashion-MNIST has ~10^6 candidates
-        out += _hash_rule(cand[s : s + (1 << 16)], hashes, mirrored, thumbs, t)
+    for s in range(0, len(cand), 1 << 14):  # in blocks: Fashion-MNIST has ~10^6 candidates
+        out += _hash_rule(cand[s : s + (1 << 14)], hashes, mirrored, thumbs, t)
     if emb is None or gray is None:
         return out
     found = {(p.i, p.j) for p in out}

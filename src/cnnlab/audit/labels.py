@@ -64,7 +64,7 @@ def out_of_fold_probs(
     *,
     folds: int = 5,
     seed: int = 0,
-    weight_decay: float = 1e-2,
+    weight_decay: float = 1.0,
 ) -> np.ndarray:
     """(N, K) probabilities, each row from the probe trained on the other folds.
 
