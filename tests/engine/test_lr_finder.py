@@ -31,7 +31,7 @@ from cnnlab.engine.lr_finder import (
 )
 from cnnlab.engine.module import ClassifierModule
 from cnnlab.errors import ConfigError, DataError
-from cnnlab.models.registry import create_model
+from cnnlab.models import create_model
 
 # ---------------------------------------------------------------------------------------------
 # pure functions

@@ -24,7 +24,7 @@ from cnnlab.engine.checkpoint import LAST  # noqa: E402
 from cnnlab.engine.module import ClassifierModule  # noqa: E402
 from cnnlab.engine.samplers import EpochSampler  # noqa: E402
 from cnnlab.engine.tensorboard import TensorBoardWriter, confusion_image  # noqa: E402
-from cnnlab.models.registry import create_model  # noqa: E402
+from cnnlab.models import create_model  # noqa: E402
 
 STEPS = 8  # 64 images, batch 8
 EVERY = 3  # does not divide the epoch: batch events must still line up across a resume

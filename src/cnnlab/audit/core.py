@@ -194,7 +194,7 @@ def _mode(mode: str | AuditMode) -> AuditMode:
 
 
 def _default_spec():
-    from cnnlab.models.registry import get_model_info
+    from cnnlab.models import get_model_info
 
     return get_model_info(DEFAULT_MODEL).weights.preprocess  # Lite0's: a pack a run can share
 

@@ -44,7 +44,7 @@ class ModelEmbedder:
     """A registered model's backbone with its pretrained weights; loaded on first use."""
 
     def __init__(self, name: str = DEFAULT_MODEL) -> None:
-        from cnnlab.models.registry import get_model_info
+        from cnnlab.models import get_model_info
 
         info = get_model_info(name)
         w = info.weights
@@ -63,7 +63,7 @@ class ModelEmbedder:
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if self._model is None:
-            from cnnlab.models.registry import create_model
+            from cnnlab.models import create_model
 
             self._model = create_model(self.name, pretrained=True).eval()
         with torch.inference_mode():

@@ -36,7 +36,7 @@ class ProbeInputs:
 
     def fresh_model(self) -> CnnClassifier:
         """A new model with the run's configuration (init scheme, pretrained backbone)."""
-        from cnnlab.models.registry import create_model
+        from cnnlab.models import create_model
 
         m = self.cfg.model
         b = self.build
@@ -75,7 +75,7 @@ def load_probe_inputs(run_dir: Path, status: dict[str, Any]) -> ProbeInputs:
 
 
 def _pretrained_spec(cfg: Config, build: dict[str, Any]) -> PreprocessSpec:
-    from cnnlab.models.registry import get_model_info
+    from cnnlab.models import get_model_info
 
     spec = get_model_info(build["name"]).weights.preprocess
     size = build["input_size"]
