@@ -88,6 +88,8 @@ def train(
             )
         return _resume(resume, runs_dir=runs_dir, log=log, overrides=overrides,
                        callbacks=callbacks)  # fmt: skip
+    if name is not None:
+        runs.check_run_name(name)  # `--name ""` (an unset shell variable) is a mistake, not "any"
     cfg = resolve_config(config, {**overrides, "name": name} if name else overrides)
     run_name = cfg.name or runs.new_run_name(cfg.model.name, _dataset_tag(cfg))
     run_dir = runs.run_folder(run_name, runs_dir)
