@@ -730,7 +730,7 @@ def rendezvous_timeout(lab: Lab) -> str:
     out = lab.cnnlab(*lab.train_args(runs, "d", epochs=1), "--num-nodes", 2, timeout=180, **env)
     if time.monotonic() - t0 > 120:
         raise Broken("no timeout")
-    out.expect(EXIT_USAGE, "did not join", alone=False)
+    out.expect(EXIT_USAGE, "did not all join", alone=False)
     return "a node that never joins (5 s timeout)"
 
 

@@ -146,6 +146,13 @@ def _resume(
                 )
             cfg.set(key, value)
         C.validate(cfg)
+        trained = (runs.try_read_status(run_dir).get("build") or {}).get("name")
+        if trained and trained != cfg.model.name:  # named before the epochs, whatever is asked
+            raise RunError(
+                f"{run_dir / 'config.yaml'} names model '{cfg.model.name}' but the run trained "
+                f"'{trained}': config.yaml was changed after training: restore it, or train a "
+                f"new run"
+            )
         done = len(runs.read_history(run_dir))
         finished = runs.status_of(run_dir) is RunStatus.FINISHED
         if cfg.train.epochs < done or (finished and cfg.train.epochs == done):
