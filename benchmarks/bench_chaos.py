@@ -347,7 +347,8 @@ def while_training(command: str) -> Callable[[Lab], str]:
         case_dir = lab.fresh("busy")
         runs = case_dir / "runs"
         run = runs / "busy"
-        proc = lab.start(*lab.train_args(runs, "busy", epochs=40), "--no-early-stopping")
+        # tiny epochs take a fraction of a second: enough of them to outlast the other command
+        proc = lab.start(*lab.train_args(runs, "busy", epochs=5000), "--no-early-stopping")
         try:
             wait_for_epochs(proc, run, 1)
             config = (run / "config.yaml").read_text()
@@ -613,7 +614,7 @@ def disk_full_tmpfs(lab: Lab) -> str:
     """A real small filesystem: room for epoch 1's files, not for epoch 2's."""
     case_dir = lab.fresh("tmpfs")
     runs = case_dir / "runs"
-    if not tmpfs(runs, "1m"):  # the 36k-parameter smallcnn fills 3 MB only after its 3 epochs
+    if not tmpfs(runs, "2m"):  # the 36k-parameter smallcnn fills 3 MB only after its 3 epochs
         return disk_full_patched(lab)
     try:
         run = runs / "full"
