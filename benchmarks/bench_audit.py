@@ -24,6 +24,8 @@ with a warm cache, at `--threads`.
     flock /tmp/cnnlab-cpu.lock .venv/bin/python benchmarks/bench_audit.py --seeds 0 --out /tmp/ba
     flock /tmp/cnnlab-cpu.lock .venv/bin/python benchmarks/bench_audit.py --seeds 1 2 --out /tmp/ba
     .venv/bin/python benchmarks/bench_audit.py --report --out /tmp/ba     # the table over all seeds
+    flock /tmp/cnnlab-cpu.lock .venv/bin/python benchmarks/bench_audit.py --overhead --out /tmp/ba
+    flock /tmp/cnnlab-cpu.lock .venv/bin/python benchmarks/bench_audit.py --fashion-mnist --out /tmp/ba
 """
 
 from __future__ import annotations
@@ -274,6 +276,53 @@ def fashion_mnist(args: argparse.Namespace) -> None:
     print(r.format(limit=8, files_per_finding=2))
 
 
+OVERHEAD_RUNS = {
+    "smallcnn (the default)": {},
+    "efficientnet_lite0 --pretrained (frozen backbone)": {
+        "model": "efficientnet_lite0", "pretrained": True,
+    },
+}  # fmt: skip
+
+
+def overhead(args: argparse.Namespace) -> None:
+    """The fast audit `cnnlab train` runs before training, against one training epoch: a real
+    1-epoch run (audit off), then the same data rebuilt as the run built it and audited with
+    the very call training makes; `--repeats` of each, medians, in one process."""
+    import statistics
+
+    from cnnlab import api
+    from cnnlab.audit.run import audit_for_run
+    from cnnlab.data.build import build_data
+    from cnnlab.plan import make_plan
+
+    import os
+
+    os.environ["CNNLAB_CACHE_DIR"] = str(args.out / "overhead-cache")  # not the user's cache
+    print(f"data {args.data}; CPU {cpu_model()}; {args.threads} threads")
+    print("| run | images | fast audit (median) | epoch 1 (median) | audit / epoch |")
+    print("|---|---:|---:|---:|---:|")
+    for label, extra in OVERHEAD_RUNS.items():
+        audits, epochs = [], []
+        for k in range(args.repeats):
+            with tempfile.TemporaryDirectory(prefix="bench-audit-") as tmp:
+                cfg = api.resolve_config(None, {"data": str(args.data), "epochs": 1,
+                                                "threads": args.threads, "audit": "off",
+                                                "seed": k, **extra})  # fmt: skip
+                cfg.name = "o"
+                api.train(cfg, runs_dir=tmp, log=lambda s: None)
+                rows = (Path(tmp) / "o" / "metrics.csv").read_text().splitlines()
+                head = rows[0].split(",")
+                epochs.append(float(rows[1].split(",")[head.index("epoch_time_s")]))
+                plan = make_plan(cfg, Path(tmp) / "again")
+                bundle = build_data(cfg, plan.inputs, log=lambda s: None)
+                t0 = time.perf_counter()
+                audited = audit_for_run(bundle, "fast", log=lambda s: None)
+                audits.append(time.perf_counter() - t0)
+        n = sum(audited.report.data["images"].values())
+        a, e = statistics.median(audits), statistics.median(epochs)
+        print(f"| {label} | {n} | {a:.2f} s | {e:.2f} s | {a / e:.1%} |", flush=True)
+
+
 def calibrate_labels(args: argparse.Namespace, seeds: list[int]) -> None:
     """Label-flip ranking of probe variants on calibration seeds (embeddings from the cache)."""
     from cnnlab.audit.core import _default_spec, measure
@@ -389,8 +438,14 @@ def main() -> None:
     p.add_argument("--calibrate", type=int, help="print the signals on this (unreported) seed")
     p.add_argument("--fashion-mnist", action="store_true", help="fast audit of the built-in set")
     p.add_argument("--calibrate-labels", type=int, nargs="*", help="probe variants on seeds")
+    p.add_argument("--overhead", action="store_true",
+                   help="the fast audit in `cnnlab train` against one epoch")  # fmt: skip
+    p.add_argument("--repeats", type=int, default=3, help="--overhead: runs per model")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
+    if args.overhead:
+        overhead(args)
+        return
     if args.fashion_mnist:
         fashion_mnist(args)
         return
