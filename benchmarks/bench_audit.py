@@ -288,19 +288,18 @@ def overhead(args: argparse.Namespace) -> None:
     """The fast audit `cnnlab train` runs before training, against one training epoch: a real
     1-epoch run (audit off), then the same data rebuilt as the run built it and audited with
     the very call training makes; `--repeats` of each, medians, in one process."""
+    import os
     import statistics
 
     from cnnlab import api
-    from cnnlab.audit.run import audit_for_run
+    from cnnlab.audit.run import audit_for_run, warning_lines
     from cnnlab.data.build import build_data
     from cnnlab.plan import make_plan
 
-    import os
-
     os.environ["CNNLAB_CACHE_DIR"] = str(args.out / "overhead-cache")  # not the user's cache
     print(f"data {args.data}; CPU {cpu_model()}; {args.threads} threads")
-    print("| run | images | fast audit (median) | epoch 1 (median) | audit / epoch |")
-    print("|---|---:|---:|---:|---:|")
+    print("| run | images | fast audit (median) | epoch 1 (median) | audit / epoch | warnings |")
+    print("|---|---:|---:|---:|---:|---:|")
     for label, extra in OVERHEAD_RUNS.items():
         audits, epochs = [], []
         for k in range(args.repeats):
@@ -320,7 +319,8 @@ def overhead(args: argparse.Namespace) -> None:
                 audits.append(time.perf_counter() - t0)
         n = sum(audited.report.data["images"].values())
         a, e = statistics.median(audits), statistics.median(epochs)
-        print(f"| {label} | {n} | {a:.2f} s | {e:.2f} s | {a / e:.1%} |", flush=True)
+        warned = len(warning_lines(audited.report))
+        print(f"| {label} | {n} | {a:.2f} s | {e:.2f} s | {a / e:.1%} | {warned} |", flush=True)
 
 
 def calibrate_labels(args: argparse.Namespace, seeds: list[int]) -> None:

@@ -80,31 +80,40 @@ def warning_lines(report: AuditReport, where: str = WHERE) -> list[str]:
 def _line(code: Code, fs: list[Finding], where: str) -> str:
     n = len(fs)
     files = sum(len(f.files) for f in fs)
-    extra = files - n  # every copy but the one each fix keeps
+    extra = _n(files - n, "extra copy", "extra copies")  # all but the one each fix keeps
     if code is Code.CROSS_SPLIT_DUPLICATE:
         exact = sum(f.evidence.get("kind") == "exact" for f in fs)
-        splits = sorted({s for f in fs for s in f.splits})
+        splits = ", ".join(sorted({s for f in fs for s in f.splits}))
         return (
-            f"{n} images appear in more than one split ({exact} exact, {n - exact} near "
-            f"copies; {files} files in {', '.join(splits)}): evaluation sees images the model "
-            f"trained on, so its accuracy is inflated; fix: delete the {extra} extra copies "
-            f"(each finding's rm command: {where})"
+            f"{_n(n, 'image')} {_verb(n, 'appears', 'appear')} in more than one split ({exact} "
+            f"exact, {n - exact} near; {files} files in {splits}): evaluation sees images the "
+            f"model trained on, so its accuracy is inflated; fix: delete the {extra} (each "
+            f"finding's rm command: {where})"
         )
     if code is Code.EXACT_DUPLICATE:
         return (
-            f"{n} images are stored more than once in the same split ({extra} extra copies): "
-            f"they weigh double in training; fix: delete the extra copies (rm commands: {where})"
+            f"{_n(n, 'image')} {_verb(n, 'is', 'are')} stored more than once in the same split "
+            f"({extra}): they weigh double in training; fix: delete the {extra} (rm commands: "
+            f"{where})"
         )
     if code is Code.PLACEHOLDER:
         return (
-            f"{n} placeholder graphics appear under different labels ({files} files): they "
-            f"teach nothing; fix: delete them (rm commands: {where})"
+            f"{_n(n, 'placeholder graphic')} {_verb(n, 'appears', 'appear')} under different "
+            f"labels ({files} files): they teach nothing; fix: delete them (rm commands: {where})"
         )
     if code is Code.CONFLICTING_LABELS:
         return (
-            f"{n} images appear with different labels ({files} files); fix: move every copy "
-            f"into the right class and keep one ({where})"
+            f"{_n(n, 'image')} {_verb(n, 'appears', 'appear')} with different labels ({files} "
+            f"files); fix: move every copy into the right class and keep one ({where})"
         )
     first = fs[0]
     more = f" ({n} findings, {files} files; all in {where})" if n > 1 or files > 1 else ""
     return f"{code.value}: {first.title}{more}; fix: {first.fix}"
+
+
+def _n(count: int, one: str, many: str | None = None) -> str:
+    return f"{count} {one if count == 1 else (many or one + 's')}"
+
+
+def _verb(count: int, one: str, many: str) -> str:
+    return one if count == 1 else many
