@@ -1,6 +1,15 @@
 """Dataset audit: duplicates (exact, near, across splits), label issues, outliers, placeholders,
 image and file properties, skipped files and class imbalance, each finding with its evidence
-and the fix. See core.py for the entry points."""
+and the fix. See core.py for the entry points, run.py for the audit inside `cnnlab train`.
+
+Called, this package is the API function `cnnlab.api.audit`: importing it rebinds the name
+`audit` of the `cnnlab` package to it (Python sets a subpackage as an attribute of its parent),
+so `cnnlab.audit("photos/")` has to work whether that name holds the function or the package.
+"""
+
+import sys
+import types
+from typing import Any
 
 from cnnlab.audit.core import AuditMode, AuditThresholds, audit, audit_source
 from cnnlab.audit.embed import Embedder, ModelEmbedder
@@ -24,3 +33,14 @@ __all__ = [
     "folder_source",
     "from_folder_data",
 ]
+
+
+class _CallablePackage(types.ModuleType):
+    def __call__(self, *args: Any, **kwargs: Any) -> AuditReport:
+        from cnnlab.api import audit as api_audit
+
+        return api_audit(*args, **kwargs)
+
+
+# the package object's own class, not anything global: only `cnnlab.audit(...)` is affected
+sys.modules[__name__].__class__ = _CallablePackage
