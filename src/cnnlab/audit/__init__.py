@@ -7,14 +7,11 @@ Called, this package is the API function `cnnlab.api.audit`: importing it rebind
 so `cnnlab.audit("photos/")` has to work whether that name holds the function or the package.
 """
 
-import sys
-import types
-from typing import Any
-
 from cnnlab.audit.core import AuditMode, AuditThresholds, audit, audit_source
 from cnnlab.audit.embed import Embedder, ModelEmbedder
 from cnnlab.audit.findings import AuditReport, Check, Code, Finding, Severity
 from cnnlab.audit.source import AuditData, fashion_mnist_source, folder_source, from_folder_data
+from cnnlab.callable_package import make_callable
 
 __all__ = [
     "AuditData",
@@ -35,12 +32,4 @@ __all__ = [
 ]
 
 
-class _CallablePackage(types.ModuleType):
-    def __call__(self, *args: Any, **kwargs: Any) -> AuditReport:
-        from cnnlab.api import audit as api_audit
-
-        return api_audit(*args, **kwargs)
-
-
-# the package object's own class, not anything global: only `cnnlab.audit(...)` is affected
-sys.modules[__name__].__class__ = _CallablePackage
+make_callable(__name__, "audit")
