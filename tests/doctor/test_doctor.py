@@ -6,9 +6,9 @@ import json
 import math
 
 import pytest
-from tests.conftest import QUICK
 
 from cnnlab.doctor import Code, Severity, diagnose, epoch_check, one_line
+from tests.conftest import QUICK
 
 LN2 = math.log(2)
 
