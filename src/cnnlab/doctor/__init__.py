@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnlab.doctor import thresholds as T
-from cnnlab.doctor.evidence import ProbeResults, RunFolder, read_run_folder
+from cnnlab.doctor.evidence import ProbeResults, RunFolder, read_run
 from cnnlab.doctor.findings import RULES, Code, DoctorReport, Finding, Severity, rank
 from cnnlab.errors import CnnlabError
 
@@ -34,7 +34,7 @@ def diagnose(run_dir: str | Path, *, probe: bool = True, write: bool = True) -> 
     from cnnlab.fsio import write_json
 
     run_dir = Path(run_dir)
-    run = read_run_folder(run_dir)
+    run = read_run(run_dir)
     probes: ProbeResults | None = None
     notes: list[str] = []
     if probe:
@@ -42,6 +42,7 @@ def diagnose(run_dir: str | Path, *, probe: bool = True, write: bool = True) -> 
         notes += [note] if note else []
     else:
         notes.append("probes not run (--no-probe): findings come from the run's files only")
+    notes += [f"{p}: findings that need it were not checked" for p in run.problems]
     report = DoctorReport(
         run=str(run_dir),
         status=run.status.get("status"),
@@ -86,7 +87,7 @@ def epoch_check(
 
     cfg = config.to_dict() if hasattr(config, "to_dict") else dict(config or {})
     run = RunFolder(
-        path="", config=cfg, status={"status": "running", "build": {"num_classes": num_classes}},
+        path=".", config=cfg, status={"status": "running", "build": {"num_classes": num_classes}},
         history=list(history), signals=list(signals), class_counts=class_counts, classes=classes,
     )  # fmt: skip
     out = [f for f in R.gradients(run, None) if f.code is Code.EXPLODING_GRADIENTS]

@@ -443,7 +443,7 @@ def weight_decay(run: RunFolder, probes: ProbeResults | None) -> list[Finding]:
 
 
 def frozen_random_backbone(run: RunFolder, probes: ProbeResults | None) -> list[Finding]:
-    m = run.config.get("model") or {}
+    m = (run.config or {}).get("model") or {}
     if not m.get("freeze_backbone") or m.get("pretrained") or m.get("weights"):
         return []
     return [
