@@ -11,7 +11,7 @@ from torch.utils.data import TensorDataset
 
 from cnnlab.cli import main
 
-ARGS = ["--subset", "600", "--threads", "2", "--seed", "0"]
+ARGS = ["--threads", "2", "--seed", "0"]
 
 
 @pytest.fixture(scope="module")
@@ -31,8 +31,8 @@ def doctor_json(capsys, *args):
 
 def test_lr_x1000_is_diagnosed_at_the_runs_end_and_by_cnnlab_doctor(runs, capsys):
     # lr 1000 (x10,000 the default) diverges in its first epoch: exit code 3
-    assert main(["train", "--name", "hot", "--runs-dir", str(runs), *ARGS, "--epochs", "2",
-                 "--lr", "1000"]) == 3  # fmt: skip
+    assert main(["train", "--name", "hot", "--runs-dir", str(runs), *ARGS, "--subset", "600",
+                 "--epochs", "2", "--lr", "1000"]) == 3  # fmt: skip
     out = capsys.readouterr().out
     assert "error: lr_too_high: lr 1000 is above the usual range for sgd" in out
     saved = json.loads((runs / "hot" / "doctor.json").read_text())  # written at the run's end
@@ -43,13 +43,16 @@ def test_lr_x1000_is_diagnosed_at_the_runs_end_and_by_cnnlab_doctor(runs, capsys
     assert top["code"] == "lr_too_high" and top["severity"] == "error"
     # the probe measured it: one SGD step at lr 1000 moves the weights by more than their norm
     assert top["evidence"]["update_ratio_median"] > 1.0 and top["fix"].startswith("--lr ")
-    assert float(top["fix"].split()[1]) <= 0.1
+    assert float(top["fix"].split()[1]) < 1.0  # inside the usual range for SGD
     assert "diverged" in [s["code"] for s in top["symptoms"]]
     assert report == json.loads((runs / "hot" / "doctor.json").read_text())
 
 
 def test_a_healthy_run_gets_no_warning_and_no_error(runs, capsys):
-    assert main(["train", "--name", "ok", "--runs-dir", str(runs), *ARGS, "--epochs", "4"]) == 0
+    # the default recipe on 2,000 images, long enough to settle (600 images x 4 epochs, 40
+    # steps, still gains 31% in its last epoch: `undertrained`, rightly)
+    args = ["--subset", "2000", "--epochs", "5"]
+    assert main(["train", "--name", "ok", "--runs-dir", str(runs), *ARGS, *args]) == 0
     out = capsys.readouterr().out
     assert "doctor: no problem found (doctor.json)" in out
     assert "warning" not in out and "error" not in out
@@ -88,8 +91,9 @@ def test_a_run_that_cannot_learn_is_said_after_its_first_epoch(tmp_path):
                val_fraction=0.2, threads=2, log=lines.append)  # fmt: skip
     said = [s for s in lines if s.startswith("epoch 1: error: ")]
     # 640 training images in batches of 32: 20 steps, enough for the check to speak
-    assert len(said) == 1 and "loss is 0.693 (ln 2 = 0.693)" in said[0]
+    assert len(said) == 1 and "loss is 0.69" in said[0] and "(ln 2 = 0.693)" in said[0]
     assert "100% of the validation images are predicted" in said[0]
+    assert said[0].endswith(f"fix: run `cnnlab doctor {tmp_path / 'blind'}` for the cause")
     assert not any(s.startswith("epoch 2: error") for s in lines)  # once per code
     epoch_lines = [i for i, s in enumerate(lines) if s.startswith("epoch 1/2")]
     assert epoch_lines and lines.index(said[0]) == epoch_lines[0] + 1  # at once, not at the end

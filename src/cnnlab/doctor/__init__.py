@@ -79,6 +79,7 @@ def epoch_check(
     class_counts: dict[str, list[int]] | None = None,
     config: Any = None,
     classes: list[str] | None = None,
+    run_dir: str | Path | None = None,
 ) -> list[Finding]:
     """The checks that are reliable after an epoch, from what the recorder already holds:
     nothing learnt beyond the class prior with every validation image in one class (after at
@@ -87,7 +88,7 @@ def epoch_check(
 
     cfg = config.to_dict() if hasattr(config, "to_dict") else dict(config or {})
     run = RunFolder(
-        path=".", config=cfg, status={"status": "running", "build": {"num_classes": num_classes}},
+        path=run_dir or "RUN", config=cfg, status={"status": "running", "build": {"num_classes": num_classes}},
         history=list(history), signals=list(signals), class_counts=class_counts, classes=classes,
     )  # fmt: skip
     out = [f for f in R.gradients(run, None) if f.code is Code.EXPLODING_GRADIENTS]
@@ -139,7 +140,7 @@ def _early_fix(run: RunFolder) -> str:
         return f"--lr {lr / 100:g}"
     if run.opt("model", "freeze_backbone") and not run.opt("model", "pretrained"):
         return "--pretrained"
-    return "run `cnnlab doctor RUN` for the cause"
+    return f"run `cnnlab doctor {run.path}` for the cause"
 
 
 def one_line(f: Finding) -> str:

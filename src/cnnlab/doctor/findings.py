@@ -100,7 +100,7 @@ RULES: dict[Code, str] = {
     "more below the same images normalised with batch statistics, in batches of the training "
     "batch size; or batches under {BN_MIN_BATCH} images with the two modes {BN_TINY_BATCH_GAP:.0%} "
     "apart or validation {BN_TINY_BATCH_VAL_GAP:.0%} above training",
-    Code.INPUT_NOT_NORMALIZED: "a channel of the preprocessed input has |mean| > "
+    Code.INPUT_NOT_NORMALIZED: "a channel of the preprocessed input has a mean beyond ±"
     "{INPUT_MEAN_MAX} or a std outside {INPUT_STD_LO}-{INPUT_STD_HI} (with pretrained weights, "
     "whose own statistics are the right ones, only a std over {INPUT_STD_RAW:g}: raw pixels)",
     Code.DATA_LEAKAGE: "at least {LEAK_FRACTION:.0%} of the validation or test images are exact "

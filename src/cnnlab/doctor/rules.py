@@ -41,11 +41,12 @@ def divergence(run: RunFolder, probes: ProbeResults | None) -> list[Finding]:
         return []
     msg = (run.divergence or {}).get("message") or run.status.get("stop_reason") or ""
     lr, usual = peak_lr(run), T.LR_USUAL_MAX.get(run.opt("optim", "optimizer", "sgd"), 1.0)
+    done = sum(finite(h.get("train_loss")) and finite(h.get("val_loss")) for h in run.history)
     return [
         Finding(
             Code.DIVERGED, Severity.ERROR,
-            f"the loss became NaN/Inf after {len(run.history)} epoch(s)",
-            {"epochs_completed": len(run.history), "lr": lr, "message": msg[:200]},
+            f"the loss became NaN/Inf in epoch {done + 1}",
+            {"epochs_completed": done, "lr": lr, "message": msg[:200]},
             f"--lr {min(lr, usual) / 10:g} (or --grad-clip 1.0)", 0.99,
         )
     ]  # fmt: skip

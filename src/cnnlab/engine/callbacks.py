@@ -433,6 +433,7 @@ class DoctorCheck(Callback):
         findings = epoch_check(
             self.recorder.history, self.recorder.signals, num_classes=len(self.classes),
             class_counts=self.class_counts, config=self.config, classes=self.classes,
+            run_dir=self.recorder.run_dir,
         )  # fmt: skip
         for f in findings:
             if f.severity is Severity.ERROR and f.code.value not in self.said:
