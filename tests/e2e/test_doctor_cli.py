@@ -46,6 +46,10 @@ def test_lr_x1000_is_diagnosed_at_the_runs_end_and_by_cnnlab_doctor(runs, capsys
     assert float(top["fix"].split()[1]) < 1.0  # inside the usual range for SGD
     assert "diverged" in [s["code"] for s in top["symptoms"]]
     assert report == json.loads((runs / "hot" / "doctor.json").read_text())
+    import cnnlab  # the Python twin
+
+    files_only = cnnlab.doctor("hot", probe=False, runs_dir=runs)
+    assert files_only.top.code.value == "lr_too_high" and files_only.probes == {}
 
 
 def test_a_healthy_run_gets_no_warning_and_no_error(runs, capsys):

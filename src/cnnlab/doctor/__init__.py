@@ -11,6 +11,8 @@
 from __future__ import annotations
 
 import math
+import sys
+import types
 from pathlib import Path
 from typing import Any
 
@@ -146,3 +148,19 @@ def _early_fix(run: RunFolder) -> str:
 def one_line(f: Finding) -> str:
     """`error: <title> — fix: <fix>`: what the engine prints when a check fires."""
     return f"{f.severity.value}: {f.title}" + (f" — fix: {f.fix}" if f.fix else "")
+
+
+class _CallablePackage(types.ModuleType):
+    """`cnnlab.doctor(run)` is the API function (cnnlab.api.doctor), and `cnnlab.doctor` is
+    also this package: once it is imported, Python makes the package the attribute
+    `cnnlab.doctor`, so the package answers the call the same way."""
+
+    def __call__(
+        self, run: str | Path, *, probe: bool = True, runs_dir: str | Path | None = None
+    ) -> DoctorReport:
+        from cnnlab.api import doctor
+
+        return doctor(run, probe=probe, runs_dir=runs_dir)
+
+
+sys.modules[__name__].__class__ = _CallablePackage
