@@ -288,7 +288,6 @@ def run_case(
     runs = work / f"runs-s{seed_offset}"
     if previous is not None and (runs / case.key / "run.json").exists():
         train_s, error = previous["train_s"], previous["train_error"]
-        upgrade_legacy_run(runs / case.key)
     else:
         train_s, error = train_case(case, runs, work, seed)
     t1 = time.perf_counter()
@@ -305,34 +304,6 @@ def run_case(
         "train_s": train_s, "doctor_s": round(t2 - t1, 1),
         "console": report.format(),
     }  # fmt: skip
-
-
-def upgrade_legacy_run(run_dir: Path) -> None:
-    """Runs trained before two format changes, brought to today's files so that --rediagnose
-    reads them as a new run: class_counts.json in the one layout every source writes now
-    ({"classes", "counts", "totals"}), and epochs counted from 1 in metrics.csv and
-    signals.jsonl. (The Fashion-MNIST split is a function of the seed, unchanged: checked
-    against the old split_manifest.json before this was written.)"""
-    counts_file, classes = run_dir / "class_counts.json", run_dir / "classes.json"
-    counts = json.loads(counts_file.read_text())
-    if "counts" not in counts:
-        from cnnlab.data.bundle import write_class_counts
-
-        write_class_counts(run_dir, json.loads(classes.read_text()), counts)
-    metrics = run_dir / "metrics.csv"
-    lines = metrics.read_text().splitlines()
-    if len(lines) > 1 and lines[1].startswith("0,"):
-        rows = [f"{int(r.split(',', 1)[0]) + 1},{r.split(',', 1)[1]}" for r in lines[1:]]
-        metrics.write_text("\n".join([lines[0], *rows]) + "\n")
-        signals = run_dir / "signals.jsonl"
-        if signals.exists():
-            out = []
-            for line in signals.read_text().splitlines():
-                if line.strip():
-                    row = json.loads(line)
-                    row["epoch"] = row.get("epoch", -1) + 1
-                    out.append(json.dumps(row))
-            signals.write_text("".join(s + "\n" for s in out))
 
 
 def score(results: list[dict[str, Any]]) -> dict[str, Any]:
