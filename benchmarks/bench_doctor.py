@@ -247,7 +247,7 @@ def build_data(name: str | None, work: Path, seed: int) -> str | None:
 def raw_pixels() -> Iterator[None]:
     """The data source 'measures' mean 0 and std 1/255: the model sees raw 0-255 pixels, and
     model.json records that preprocessing, as a pipeline without normalisation would."""
-    with mock.patch("cnnlab.data.builtin.measure_mean_std", lambda images: (0.0, 0.0039)):
+    with mock.patch("cnnlab.data.builtin.measure_mean_std", lambda images: ((0.0,), (1 / 255,))):
         yield
 
 

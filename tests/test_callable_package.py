@@ -9,7 +9,7 @@ import cnnlab
 from cnnlab import api
 
 
-@pytest.mark.parametrize("name", ["audit", "explain", "models", "report"])
+@pytest.mark.parametrize("name", ["audit", "doctor", "explain", "models", "report"])
 def test_the_package_answers_the_call_with_the_api_function(monkeypatch, name):
     package = importlib.import_module(f"cnnlab.{name}")
     assert isinstance(package, types.ModuleType)

@@ -348,7 +348,9 @@ def test_parallel_runs_survive_a_diverging_one(fmnist, tmp_path, capsys):
     rows = read_rows(runs_dir / "par")
     assert rows["lr1e12-s0"]["status"] == "diverged"
     assert (
-        rows["lr1e12-s0"]["diagnosis"] == "diverged" and rows["lr0.01-s0"]["status"] == "finished"
+        # the doctor's top finding: the cause, with the divergence grouped under it
+        rows["lr1e12-s0"]["diagnosis"] == "lr_too_high"
+        and rows["lr0.01-s0"]["status"] == "finished"
     )
     assert "loss became nan" in (runs_dir / "par" / "lr1e12-s0" / "train.log").read_text()
     assert (runs_dir / "par" / "lr0.01-s0" / "planned_config.yaml").is_file()
@@ -372,3 +374,14 @@ def test_runs_that_leave_a_varied_key_unset_still_get_a_table_cell(tmp_path):
     assert rows["scratch"]["model.freeze_backbone"] is False
     table = markdown_table(exp, {label: [row] for label, row in rows.items()})
     assert "frozen" in table and "scratch" in table
+
+
+def test_the_diagnosis_column_is_the_doctors_top_finding(tmp_path):
+    from cnnlab.experiment.results import doctor_diagnosis
+
+    status, test = {"status": "finished"}, {"accuracy": 0.5, "majority_class_rate": 0.5}
+    assert doctor_diagnosis(tmp_path, status, test) == "no better than the majority class"
+    (tmp_path / "doctor.json").write_text(json.dumps({"diagnosis": "label_noise", "findings": []}))
+    assert doctor_diagnosis(tmp_path, status, test) == "label_noise"
+    (tmp_path / "doctor.json").write_text(json.dumps({"diagnosis": None, "findings": []}))
+    assert doctor_diagnosis(tmp_path, status, test) == ""  # the doctor found nothing wrong

@@ -440,3 +440,19 @@ __all__ = [
     "train", "fit", "load_run", "evaluate", "predict", "report", "explain", "summary", "models",
     "RunResult", "LoadedRun", "resolve_config", "audit",
 ]  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------
+# doctor
+
+
+def doctor(run: str | Path, *, probe: bool = True, runs_dir: str | Path | None = None) -> Any:
+    """Why a run failed, or that it did not: reads the run folder and (unless `probe=False`)
+    runs seconds-long probes on its saved model and data, then writes RUN/doctor.json. Returns
+    a `cnnlab.doctor.DoctorReport`: `.findings` root cause first (symptoms grouped under it),
+    each with code, severity, title, evidence and the option to change (`fix`); `.to_dict()` is
+    what doctor.json holds. The codes are listed in the README ("When a run does not learn")."""
+    from cnnlab.doctor import diagnose
+
+    tune_process()
+    return diagnose(runs.resolve_run(run, runs_dir), probe=probe)

@@ -181,6 +181,13 @@ def _parser() -> argparse.ArgumentParser:
     ex.add_argument("--out", help="folder for the overlay PNGs (default: RUN/explain)")
     ex.add_argument("--runs-dir", help="where run names are looked up (default: runs)")
 
+    dr = sub.add_parser("doctor", help="why a run does not learn: findings with evidence and fix")
+    dr.add_argument("run", help="run folder or name")
+    dr.add_argument("--json", action="store_true", help="print doctor.json's object, nothing else")
+    dr.add_argument("--no-probe", dest="probe", action="store_false",
+                    help="the run's files only: no probes on its model and data")  # fmt: skip
+    dr.add_argument("--runs-dir", help="where run names are looked up (default: runs)")
+
     s = sub.add_parser("summary", help="layer table: output shapes, parameters, FLOPs, formulas")
     s.add_argument("model", help="model name (see `cnnlab models`)")
     s.add_argument("--input", help="CxHxW or a side, e.g. 3x224x224 or 32 (default: native)")
@@ -357,6 +364,14 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from cnnlab import api
+
+    report = api.doctor(args.run, probe=args.probe, runs_dir=args.runs_dir)
+    print(json.dumps(report.to_dict(), indent=2) if args.json else report.format())
+    return 0
+
+
 def cmd_summary(args: argparse.Namespace) -> int:
     from cnnlab import api
     from cnnlab.models import get_model_info
@@ -439,7 +454,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
 COMMANDS = {
     "train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "summary": cmd_summary,
     "models": cmd_models, "conv": cmd_conv, "data": cmd_data, "experiment": cmd_experiment,
-    "report": cmd_report, "explain": cmd_explain, "audit": cmd_audit,
+    "report": cmd_report, "explain": cmd_explain, "audit": cmd_audit, "doctor": cmd_doctor,
 }  # fmt: skip
 
 

@@ -283,6 +283,7 @@ def fit_and_report(
         write_json(run_dir / "divergence.json", {"message": str(e), "time": runs.now()})
         runs.write_status(run_dir, RunStatus.DIVERGED, stop_reason=str(e))
         _plots(plan, runs.read_history(run_dir))
+        run_doctor(run_dir, log)
         raise
     except DataChangedError as e:  # a file changed or vanished mid-run (maybe in a worker)
         message = (
@@ -329,6 +330,7 @@ def fit_and_report(
 
         own = load_weights(prepared.model.backbone, run_dir)
     test = evaluate_run(run_dir, bundle=prepared.bundle, model=own, log=log)
+    run_doctor(run_dir, log)  # before the report, which shows its findings
     write_run_report(run_dir, log, bundle=prepared.bundle)
     record = runs.read_status(run_dir)
     return RunResult(run_dir, record["status"], record, test, prepared.model)
@@ -346,6 +348,18 @@ def write_run_report(run_dir: Path, log: Log, *, bundle: Any = None) -> None:
             f"`cnnlab report {run_dir}` tries again")  # fmt: skip
         return
     log(f"report: {path} (and summary.md)")
+
+
+def run_doctor(run_dir: Path, log: Log) -> None:
+    """doctor.json, summary.md's doctor section and the top findings at the end of a run
+    (finished, stopped early or diverged); a problem with it is said, never fatal to the run."""
+    from cnnlab.doctor.run_end import doctor_at_run_end
+
+    try:
+        doctor_at_run_end(run_dir, log)
+    except Exception as e:  # the run's own results are written: a doctor bug must not cost them
+        log(f"note: the doctor did not run ({type(e).__name__}: {e}); `cnnlab doctor {run_dir}` "
+            f"tries again")  # fmt: skip
 
 
 def _abandon(plan: RunPlan, interrupted: str | None = None) -> None:

@@ -116,3 +116,12 @@ def test_rules_markdown_has_one_row_per_code():
     assert len(lines) == 2 + len(Code)
     assert lines[2].startswith("| `diverged` | symptom |")
     assert any(line.startswith("| `bad_init` | cause |") for line in lines)
+
+
+def test_the_readme_table_is_the_rules_as_the_code_has_them():
+    from pathlib import Path
+
+    from cnnlab.doctor.findings import rules_markdown
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    assert rules_markdown() in readme

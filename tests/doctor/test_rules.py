@@ -144,6 +144,7 @@ def test_suggested_lr_targets_the_healthy_step_size_rounded_to_1_or_3():
     assert R.suggest_lr(1.0, 5.0) == "0.01"  # 0.006 is nearer 1e-2 than 3e-3 in log scale
     assert R.suggest_lr(1.0, 7.5) == "0.003"  # 0.004
     assert R.suggest_lr(0.5, None) == "0.05"
+    assert R.suggest_lr(1000.0, None, 1.0) == "0.1"  # never 100: a tenth of the usual maximum
 
 
 def test_gradients_vanishing_from_signals_and_exploding_from_history():

@@ -14,8 +14,9 @@ import math
 from pathlib import Path
 from typing import Any
 
+from cnnlab.callable_package import make_callable
 from cnnlab.doctor import thresholds as T
-from cnnlab.doctor.evidence import ProbeResults, RunFolder, read_run_folder
+from cnnlab.doctor.evidence import ProbeResults, RunFolder, read_run
 from cnnlab.doctor.findings import RULES, Code, DoctorReport, Finding, Severity, rank
 from cnnlab.errors import CnnlabError
 
@@ -34,7 +35,7 @@ def diagnose(run_dir: str | Path, *, probe: bool = True, write: bool = True) -> 
     from cnnlab.fsio import write_json
 
     run_dir = Path(run_dir)
-    run = read_run_folder(run_dir)
+    run = read_run(run_dir)
     probes: ProbeResults | None = None
     notes: list[str] = []
     if probe:
@@ -42,6 +43,7 @@ def diagnose(run_dir: str | Path, *, probe: bool = True, write: bool = True) -> 
         notes += [note] if note else []
     else:
         notes.append("probes not run (--no-probe): findings come from the run's files only")
+    notes += [f"{p}: findings that need it were not checked" for p in run.problems]
     report = DoctorReport(
         run=str(run_dir),
         status=run.status.get("status"),
@@ -78,6 +80,7 @@ def epoch_check(
     class_counts: dict[str, list[int]] | None = None,
     config: Any = None,
     classes: list[str] | None = None,
+    run_dir: str | Path | None = None,
 ) -> list[Finding]:
     """The checks that are reliable after an epoch, from what the recorder already holds:
     nothing learnt beyond the class prior with every validation image in one class (after at
@@ -86,7 +89,7 @@ def epoch_check(
 
     cfg = config.to_dict() if hasattr(config, "to_dict") else dict(config or {})
     run = RunFolder(
-        path="", config=cfg, status={"status": "running", "build": {"num_classes": num_classes}},
+        path=run_dir or "RUN", config=cfg, status={"status": "running", "build": {"num_classes": num_classes}},
         history=list(history), signals=list(signals), class_counts=class_counts, classes=classes,
     )  # fmt: skip
     out = [f for f in R.gradients(run, None) if f.code is Code.EXPLODING_GRADIENTS]
@@ -138,9 +141,12 @@ def _early_fix(run: RunFolder) -> str:
         return f"--lr {lr / 100:g}"
     if run.opt("model", "freeze_backbone") and not run.opt("model", "pretrained"):
         return "--pretrained"
-    return "run `cnnlab doctor RUN` for the cause"
+    return f"run `cnnlab doctor {run.path}` for the cause"
 
 
 def one_line(f: Finding) -> str:
     """`error: <title> — fix: <fix>`: what the engine prints when a check fires."""
     return f"{f.severity.value}: {f.title}" + (f" — fix: {f.fix}" if f.fix else "")
+
+
+make_callable(__name__, "doctor")  # cnnlab.doctor(run) after `import cnnlab.doctor`

@@ -1,8 +1,9 @@
 """The one place where the doctor rebuilds a run's data and models the way training did.
 
-`load_probe_inputs` mirrors `cnnlab.api._eval_bundle` (the split manifest, the saved
-preprocessing) and `cnnlab.api._prepare` (the model arguments). If those change, only this
-module changes.
+`load_probe_inputs` takes the run's data the way evaluation does
+(`cnnlab.evaluation.evaluate.run_bundle`: the split manifest, the saved preprocessing) and the
+model arguments training recorded (`cnnlab.training.prepare`'s `build`). If those change, only
+this module changes.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from cnnlab.config import Config, load_yaml
+from cnnlab.config import Config
 from cnnlab.models.base import CnnClassifier
 from cnnlab.models.spec import PreprocessSpec
 
@@ -49,24 +50,31 @@ class ProbeInputs:
 
 def load_probe_inputs(run_dir: Path, status: dict[str, Any]) -> ProbeInputs:
     """The run's config, its data (same files and splits, no augmentation) and its models."""
-    from cnnlab.data.build import build_data
-    from cnnlab.export import SIDECAR, WEIGHTS, load_exported
+    from cnnlab import runs
+    from cnnlab.evaluation.evaluate import load_best, run_bundle
+    from cnnlab.export import SIDECAR, WEIGHTS
 
     run_dir = Path(run_dir)
-    cfg = load_yaml(run_dir / "config.yaml")
+    cfg = runs.read_config(run_dir)
     cfg.data.augment = "none"  # the probes look at training images as evaluation sees them
     saved = None
     if (run_dir / WEIGHTS).is_file() and (run_dir / SIDECAR).is_file():
-        saved, meta = load_exported(run_dir)
-        build, spec = dict(meta["architecture"]), saved.preprocess
+        saved, meta = load_best(run_dir)
+        build = dict(meta["architecture"])
+        bundle = run_bundle(cfg, run_dir, saved.preprocess)
     else:  # diverged or stopped before the first export: rebuild from run.json
+        from cnnlab.data.build import build_data
+        from cnnlab.plan import InputPlan
+
         build = dict(status.get("build") or {})
+        if not build:
+            raise KeyError("run.json has no model description ('build')")
         spec = _pretrained_spec(cfg, build) if cfg.model.pretrained else None
-    manifest = run_dir / "split_manifest.csv"
-    bundle = build_data(
-        cfg, preprocess=spec, image_size=build["input_size"], in_chans=build["in_chans"],
-        manifest=manifest if manifest.exists() else None, log=lambda s: None,
-    )  # fmt: skip
+        manifest = run_dir / "split_manifest.csv"
+        # spec None: measure mean/std on the training split, as the run itself did
+        inputs = InputPlan(spec, build["input_size"], build["in_chans"])
+        bundle = build_data(cfg, inputs, manifest=manifest if manifest.exists() else None,
+                            log=lambda s: None)  # fmt: skip
     transform = bundle.batch_transform if bundle.batch_transform is not None else nn.Identity()
     return ProbeInputs(
         cfg=cfg, classes=list(bundle.classes), train=bundle.train, val=bundle.val,

@@ -9,6 +9,7 @@ finding's `evidence` next to the measured value, so a reader can check the verdi
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -99,7 +100,7 @@ RULES: dict[Code, str] = {
     "more below the same images normalised with batch statistics, in batches of the training "
     "batch size; or batches under {BN_MIN_BATCH} images with the two modes {BN_TINY_BATCH_GAP:.0%} "
     "apart or validation {BN_TINY_BATCH_VAL_GAP:.0%} above training",
-    Code.INPUT_NOT_NORMALIZED: "a channel of the preprocessed input has |mean| > "
+    Code.INPUT_NOT_NORMALIZED: "a channel of the preprocessed input has a mean beyond ±"
     "{INPUT_MEAN_MAX} or a std outside {INPUT_STD_LO}-{INPUT_STD_HI} (with pretrained weights, "
     "whose own statistics are the right ones, only a std over {INPUT_STD_RAW:g}: raw pixels)",
     Code.DATA_LEAKAGE: "at least {LEAK_FRACTION:.0%} of the validation or test images are exact "
@@ -314,15 +315,19 @@ class DoctorReport:
         return out
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "run": self.run,
-            "status": self.status,
-            "healthy": self.healthy,
-            "diagnosis": self.top.code.value if self.top else None,
-            "findings": [f.to_dict() for f in self.findings],
-            "probes": self.probes,
-            "notes": self.notes,
-        }
+        """doctor.json's object: strict JSON (a NaN or infinite measurement is the string
+        'nan', 'inf' or '-inf', as JSON has no such numbers)."""
+        return _strict_json(
+            {
+                "run": self.run,
+                "status": self.status,
+                "healthy": self.healthy,
+                "diagnosis": self.top.code.value if self.top else None,
+                "findings": [f.to_dict() for f in self.findings],
+                "probes": self.probes,
+                "notes": self.notes,
+            }
+        )
 
     def format(self, *, limit: int | None = None) -> str:
         """Console text: one block per root finding, its symptoms indented under it."""
@@ -342,6 +347,18 @@ class DoctorReport:
                 lines.append(f"      explains [{s.severity.value}] {s.code.value}: {s.title}")
         lines += [f"  note: {n}" for n in self.notes]
         return "\n".join(lines)
+
+
+def _strict_json(v: Any) -> Any:
+    if isinstance(v, float) and not math.isfinite(v):
+        return str(v)
+    if isinstance(v, dict):
+        return {str(k): _strict_json(x) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return [_strict_json(x) for x in v]
+    if isinstance(v, enum.Enum):
+        return v.value
+    return v
 
 
 def _evidence_line(evidence: dict[str, Any]) -> str:

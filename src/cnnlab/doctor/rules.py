@@ -40,13 +40,14 @@ def divergence(run: RunFolder, probes: ProbeResults | None) -> list[Finding]:
     if not diverged(run):
         return []
     msg = (run.divergence or {}).get("message") or run.status.get("stop_reason") or ""
-    lr = peak_lr(run)
+    lr, usual = peak_lr(run), T.LR_USUAL_MAX.get(run.opt("optim", "optimizer", "sgd"), 1.0)
+    done = sum(finite(h.get("train_loss")) and finite(h.get("val_loss")) for h in run.history)
     return [
         Finding(
             Code.DIVERGED, Severity.ERROR,
-            f"the loss became NaN/Inf after {len(run.history)} epoch(s)",
-            {"epochs_completed": len(run.history), "lr": lr, "message": msg[:200]},
-            f"--lr {lr / 10:g} (or --grad-clip 1.0)", 0.99,
+            f"the loss became NaN/Inf in epoch {done + 1}",
+            {"epochs_completed": done, "lr": lr, "message": msg[:200]},
+            f"--lr {min(lr, usual) / 10:g} (or --grad-clip 1.0)", 0.99,
         )
     ]  # fmt: skip
 
@@ -87,7 +88,12 @@ def learning_rate(run: RunFolder, probes: ProbeResults | None) -> list[Finding]:
         )  # fmt: skip
         out.append(
             Finding(
-                Code.LR_TOO_HIGH, Severity.WARNING, title, ev, f"--lr {suggest_lr(lr, med)}", conf
+                Code.LR_TOO_HIGH,
+                Severity.WARNING,
+                title,
+                ev,
+                f"--lr {suggest_lr(lr, med, usual)}",
+                conf,
             )
         )
     progress = loss_progress(run)
@@ -139,11 +145,13 @@ def unannealed(run: RunFolder) -> list[Finding]:
     ]  # fmt: skip
 
 
-def suggest_lr(lr: float, ratio: float | None) -> str:
+def suggest_lr(lr: float, ratio: float | None, usual_max: float | None = None) -> str:
     """The lr that puts the first step at the healthy runs' update ratio, rounded to 1 or 3 in
-    its decade (the step scales linearly with the lr for SGD, and near enough for Adam)."""
+    its decade (the step scales linearly with the lr for SGD, and near enough for Adam).
+    Unmeasured: a tenth of the lr, and at most a tenth of the optimizer's usual maximum (lr
+    1000 with SGD gets 0.1, not 100, which would diverge too)."""
     if not finite(ratio) or ratio <= 0:
-        return f"{lr / 10:g}"
+        return f"{min(lr, usual_max or lr) / 10:g}"
     target = lr * T.TARGET_UPDATE_RATIO / ratio
     exp = math.floor(math.log10(target))
     mant = target / 10**exp
@@ -443,7 +451,7 @@ def weight_decay(run: RunFolder, probes: ProbeResults | None) -> list[Finding]:
 
 
 def frozen_random_backbone(run: RunFolder, probes: ProbeResults | None) -> list[Finding]:
-    m = run.config.get("model") or {}
+    m = (run.config or {}).get("model") or {}
     if not m.get("freeze_backbone") or m.get("pretrained") or m.get("weights"):
         return []
     return [

@@ -9,6 +9,7 @@ checkpoints so that a resumed run continues its history, its best score and its 
   SIGTERM at the next step boundary.
 - `BackboneUnfreeze`: the two-stage fine-tuning recipe (head first, then everything).
 - `EpochProgressBar`: the batch progress bar, epochs counted from 1 like everywhere else.
+- `DoctorCheck`: the doctor's cheap checks after each epoch; an error says so at once.
 
 Epochs are counted from 1 in every file and message (metrics.csv, signals.jsonl, run.json's
 best_epoch, the epoch lines); Lightning's own `current_epoch` (from 0) stays inside the engine.
@@ -406,6 +407,45 @@ class EpochProgressBar(TQDMProgressBar):
         )
 
 
+class DoctorCheck(Callback):
+    """After each epoch, `cnnlab.doctor.epoch_check` on what the recorder holds (history and
+    signals): an error-level finding (e.g. loss at ln C with every validation image in one
+    class) is printed as one line at once, once per code, instead of after the last epoch."""
+
+    def __init__(
+        self,
+        recorder: RunRecorder,
+        *,
+        config: Any,
+        classes: list[str],
+        class_counts: dict[str, list[int]] | None,
+        log: Callable[[str], None] = print,
+    ) -> None:
+        self.recorder, self.config, self.say = recorder, config, log
+        self.classes, self.class_counts = list(classes), class_counts
+        self.said: set[str] = set()
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        from cnnlab.doctor import Severity, epoch_check, one_line
+
+        if not trainer.is_global_zero:
+            return
+        findings = epoch_check(
+            self.recorder.history, self.recorder.signals, num_classes=len(self.classes),
+            class_counts=self.class_counts, config=self.config, classes=self.classes,
+            run_dir=self.recorder.run_dir,
+        )  # fmt: skip
+        for f in findings:
+            if f.severity is Severity.ERROR and f.code.value not in self.said:
+                self.said.add(f.code.value)
+                line = f"epoch {self.recorder.history[-1]['epoch']}: {one_line(f)}"
+                bar = trainer.progress_bar_callback
+                if bar is not None and self.say is print:  # not inside the bar's line
+                    bar.print(line)
+                else:
+                    self.say(line)
+
+
 @dataclass
 class RunCallbacks:
     """The callbacks of one run, by role; `all` is what the Trainer gets, in order."""
@@ -417,12 +457,14 @@ class RunCallbacks:
     stop: StopRequest
     progress: EpochProgressBar | None = None
     extra: list[Callback] = field(default_factory=list)
+    doctor: DoctorCheck | None = None
 
     @property
     def all(self) -> list[Callback]:
         # the recorder first: later callbacks (user ones too) see the finished epoch row;
         # RunCheckpoint is a Checkpoint, which Lightning always runs last
-        core = [self.recorder, self.early, self.checkpoint, self.unfreeze, *self.extra]
+        checks = [self.doctor] if self.doctor else []
+        core = [self.recorder, *checks, self.early, self.checkpoint, self.unfreeze, *self.extra]
         return core + ([self.progress] if self.progress else [])
 
     def stop_reason(self, patience: int) -> str:
@@ -438,16 +480,23 @@ def make_callbacks(
     log: Callable[[str], None] = print,
     progress: bool = False,
     extra: Sequence[Callback] = (),
+    data: Any = None,
 ) -> RunCallbacks:
+    """`data` (the run's DataBundle: classes and class counts) enables the per-epoch doctor."""
     t = plan.config.train
     mode = "max" if t.monitor == "val_acc" else "min"
     stop = StopRequest()
+    recorder = RunRecorder(
+        plan.run_dir,
+        log=log,
+        input_shape=(plan.inputs.in_chans, plan.inputs.image_size, plan.inputs.image_size),
+    )
+    doctor = None
+    if data is not None:
+        doctor = DoctorCheck(recorder, config=plan.config, classes=data.classes,
+                             class_counts=data.class_counts, log=log)  # fmt: skip
     return RunCallbacks(
-        recorder=RunRecorder(
-            plan.run_dir,
-            log=log,
-            input_shape=(plan.inputs.in_chans, plan.inputs.image_size, plan.inputs.image_size),
-        ),  # fmt: skip
+        recorder=recorder,
         early=EarlyStopping(
             monitor=t.monitor,
             mode=mode,
@@ -467,4 +516,5 @@ def make_callbacks(
         stop=stop,
         progress=EpochProgressBar(leave=False) if progress else None,
         extra=list(extra),
+        doctor=doctor,
     )

@@ -150,8 +150,9 @@ def fit(
     from cnnlab.callbacks import bridge
 
     run_callbacks = make_callbacks(
-        plan, export_best=export_best, log=log, progress=progress, extra=bridge(list(callbacks))
-    )
+        plan, export_best=export_best, log=log, progress=progress, extra=bridge(list(callbacks)),
+        data=bundle,
+    )  # fmt: skip
     guard = RendezvousGuard(
         on_signal=on_interrupt, on_joined=on_joined,
         requested=lambda: run_callbacks.stop.requested,

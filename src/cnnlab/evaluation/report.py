@@ -86,9 +86,23 @@ def write_summary(
                 f"{p['true']} → {p['predicted']} ({p['count']})" for p in test["most_confused"]
             )
             lines += ["", f"Most confused: {pairs}.", "", "![confusion](confusion_matrix.png)"]
+    lines += _doctor_section(Path(run_dir))
     path = Path(run_dir) / "summary.md"
     write_text(path, "\n".join(lines) + "\n")
     return path
+
+
+def _doctor_section(run_dir: Path) -> list[str]:
+    """The doctor's findings (doctor.json) when it has run; it is summary.md's last section."""
+    import json
+
+    from cnnlab.doctor.run_end import summary_section
+
+    try:
+        doctor = json.loads((run_dir / "doctor.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    return summary_section(doctor) if isinstance(doctor, dict) else []
 
 
 def _tflop(t: float | None) -> str:

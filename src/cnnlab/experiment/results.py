@@ -56,6 +56,15 @@ def diagnose(status: dict[str, Any], test: dict[str, Any] | None) -> str:
     return ""
 
 
+def doctor_diagnosis(run_dir: Path, status: dict[str, Any], test: dict[str, Any] | None) -> str:
+    """The doctor's top finding (doctor.json's `diagnosis`: a code such as lr_too_high, ''
+    for a run without warning or error); `diagnose` for runs the doctor has not seen."""
+    doctor = _read_optional(run_dir / "doctor.json")
+    if isinstance(doctor, dict) and "findings" in doctor:
+        return doctor.get("diagnosis") or ""
+    return diagnose(status, test)
+
+
 def _state(status: dict[str, Any]) -> RunStatus | None:
     """run.json's status as the enum (records built by hand carry plain strings)."""
     return RunStatus(status["status"]) if status.get("status") else None
@@ -100,7 +109,7 @@ def run_row(spec: RunSpec, run_dir: Path, keys: list[str] | None = None) -> dict
         best_epoch=best_epoch,
         epochs_run=epochs, test_acc=None if test is None else test.get("accuracy"),
         wall_time_s=wall, s_per_epoch=round(wall / epochs, 2) if wall and epochs else None,
-        params=status.get("params"), diagnosis=diagnose(status, test or val),
+        params=status.get("params"), diagnosis=doctor_diagnosis(run_dir, status, test or val),
         error=status.get("error") or "",
     )  # fmt: skip
     return row
