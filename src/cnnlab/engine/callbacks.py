@@ -417,12 +417,14 @@ class RunCallbacks:
     stop: StopRequest
     progress: EpochProgressBar | None = None
     extra: list[Callback] = field(default_factory=list)
+    tensorboard: Callback | None = None  # --logger tensorboard: engine/tensorboard.py
 
     @property
     def all(self) -> list[Callback]:
         # the recorder first: later callbacks (user ones too) see the finished epoch row;
         # RunCheckpoint is a Checkpoint, which Lightning always runs last
         core = [self.recorder, self.early, self.checkpoint, self.unfreeze, *self.extra]
+        core += [self.tensorboard] if self.tensorboard else []
         return core + ([self.progress] if self.progress else [])
 
     def stop_reason(self, patience: int) -> str:
@@ -467,4 +469,13 @@ def make_callbacks(
         stop=stop,
         progress=EpochProgressBar(leave=False) if progress else None,
         extra=list(extra),
+        tensorboard=_tensorboard(plan),
     )
+
+
+def _tensorboard(plan: RunPlan) -> Callback | None:
+    if plan.config.train.logger != "tensorboard":
+        return None
+    from cnnlab.engine.tensorboard import TensorBoardWriter
+
+    return TensorBoardWriter(plan.run_dir)
