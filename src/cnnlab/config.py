@@ -304,7 +304,7 @@ def validate(cfg: Config) -> Config:
         ),
         (
             o.lr == "auto" or (math.isfinite(o.lr) and o.lr > 0),
-            f"learning rate must be a number > 0 or auto, got {o.lr}",
+            f"learning rate must be a number > 0, got {o.lr}",
         ),
         (
             o.lr != "auto" or o.backbone_lr is None,

@@ -58,7 +58,12 @@ class LRFindRun:
         return self.result.reason
 
     def to_dict(self) -> dict[str, Any]:
-        return {"folder": str(self.folder), **self.result.to_dict()}
+        """What lr_find.json holds, and the folder."""
+        return {
+            "folder": str(self.folder),
+            **self.result.to_dict(),
+            "config": self.config.to_dict(),
+        }
 
 
 def find_lr(
