@@ -26,6 +26,7 @@ BENCHES = {
     "fashion": ["bench_fashion.py"],
     "folder": ["bench_folder.py", "--workers", "0", "2", "--repeat", "3"],
     "transfer": ["bench_transfer.py", "--data", str(HYMENOPTERA)],
+    "chaos": ["bench_chaos.py"],  # ~200 attacks as real processes (~40 min)
 }
 
 

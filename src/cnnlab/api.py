@@ -91,6 +91,8 @@ def train(
             )
         return _resume(resume, runs_dir=runs_dir, log=log, overrides=overrides,
                        callbacks=callbacks)  # fmt: skip
+    if name is not None:
+        runs.check_run_name(name)  # `--name ""` (an unset shell variable) is a mistake, not "any"
     cfg = resolve_config(config, {**overrides, "name": name} if name else overrides)
     run_name = cfg.name or runs.new_run_name(cfg.model.name, _dataset_tag(cfg))
     run_dir = runs.run_folder(run_name, runs_dir)
@@ -147,6 +149,13 @@ def _resume(
                 )
             cfg.set(key, value)
         C.validate(cfg)
+        trained = (runs.try_read_status(run_dir).get("build") or {}).get("name")
+        if trained and trained != cfg.model.name:  # named before the epochs, whatever is asked
+            raise RunError(
+                f"{run_dir / 'config.yaml'} names model '{cfg.model.name}' but the run trained "
+                f"'{trained}': config.yaml was changed after training: restore it, or train a "
+                f"new run"
+            )
         done = len(runs.read_history(run_dir))
         finished = runs.status_of(run_dir) is RunStatus.FINISHED
         if cfg.train.epochs < done or (finished and cfg.train.epochs == done):

@@ -121,9 +121,9 @@ def start_run(
     """A new run in an empty (or --force cleared) folder that this process owns."""
     run_dir = plan.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
-    runs.write_status(run_dir, RunStatus.PREPARING, name=plan.name, started=runs.now())
-    write_text(run_dir / "config.yaml", C.to_yaml(plan.config))
-    try:
+    try:  # the first writes too: a full disk here leaves no half-made run behind
+        runs.write_status(run_dir, RunStatus.PREPARING, name=plan.name, started=runs.now())
+        write_text(run_dir / "config.yaml", C.to_yaml(plan.config))
         with sigterm_interrupts():
             prepared = prepare_fn(plan, log)
             if plan.config.optim.lr == "auto":  # the lr finder on this model and data

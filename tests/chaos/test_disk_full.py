@@ -64,3 +64,25 @@ def test_disk_full_during_training_keeps_the_last_good_checkpoint(
         cli(capsys, "train", "--resume", run).expect(0)
     assert status(run)["status"] == "finished"
     assert [int(r["epoch"]) for r in history(run)] == [1, 2]
+
+
+def test_disk_full_during_set_up_leaves_nothing_and_frees_the_name(
+    capsys, monkeypatch, photos, tmp_path
+):
+    """ENOSPC on config.yaml, the run's first file: run.json stayed 'preparing' forever."""
+    from cnnlab import fsio
+
+    runs = tmp_path / "runs"
+    real = fsio.write_text
+
+    def full(path, *args, **kwargs):
+        if os.path.basename(str(path)) == "config.yaml":
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr("cnnlab.training.write_text", full)
+    argv = ["train", "--runs-dir", runs, "--name", "full", "--data", photos, "--epochs", "1", *TINY]
+    with untouched_outside([tmp_path, photos], runs / "full"):
+        outcome = cli(capsys, *argv)
+    outcome.expect(EXIT_DISK_FULL, "no space left", alone=False)
+    assert not (runs / "full").exists()

@@ -24,6 +24,8 @@ def _no_launcher(monkeypatch):
         (["--name", "../escaped"], EXIT_USAGE, "not a plain folder name"),
         (["--name", "{tmp}/absolute"], EXIT_USAGE, "not a plain folder name"),
         (["--name", "a/b/c"], EXIT_USAGE, "not a plain folder name"),
+        # an empty name (an unset shell variable) trained under a generated name
+        (["--name", ""], EXIT_USAGE, "not a plain folder name"),
         # several machines need a launcher (it hung for 9 minutes without one)
         (["--num-nodes", "2"], EXIT_USAGE, "needs a launcher"),
         # the global batch must split over the processes (a multi-process traceback before)

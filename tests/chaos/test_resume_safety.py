@@ -35,8 +35,10 @@ def test_config_edited_to_another_model_is_refused_before_any_write(capsys, run,
     before = folder_state(run)
     with untouched_outside([tmp_path, photos], run):
         outcome = cli(capsys, "train", "--resume", run, "--epochs", "3")
-    outcome.expect(EXIT_RUN, "does not fit the model config.yaml describes", "restore it")
+    outcome.expect(EXIT_RUN, "names model 'resnet18' but the run trained 'smallcnn'", "restore it")
     assert len(outcome.message) < 400
+    # without --epochs too: the edit is named, not "extend it with --epochs"
+    cli(capsys, "train", "--resume", run).expect(EXIT_RUN, "config.yaml names model 'resnet18'")
     assert folder_state(run) == before
     assert status(run)["status"] == "finished"
     assert epochs_in(last_good_checkpoint(run)) == 2

@@ -155,8 +155,23 @@ def test_safetensors_bombs_are_rejected_before_allocation(tmp_path):
     with pytest.raises(CheckpointError, match="dtype/shape"):
         load_weights_file(tiny(), odd)
 
+    # a shape that does not fit its bytes: 10^18 floats claimed in 8 bytes, named as the
+    # weights file's fault (model.json, checked against the header, is not to blame)
+    shape = tmp_path / "shape.safetensors"
+    _raw_safetensors(
+        shape, {"head.1.weight": {"dtype": "F32", "shape": [10**9, 10**9], "data_offsets": [0, 8]}},
+        b"x" * 8,
+    )  # fmt: skip
+    with pytest.raises(CheckpointError, match=r"shape.safetensors is not a valid .*in 8 bytes"):
+        read_safetensors_header(shape)
+    beyond = tmp_path / "beyond.safetensors"
+    _raw_safetensors(beyond, {"w": {"dtype": "U8", "shape": [16], "data_offsets": [0, 16]}}, b"x")
+    with pytest.raises(CheckpointError, match="impossible data_offsets"):
+        read_safetensors_header(beyond)
+
     good = tmp_path / "good.safetensors"
     save_safetensors(tiny().state_dict(), good)
+    assert read_safetensors_header(good)  # real files pass the span checks
     with pytest.raises(CheckpointError, match="cap"):
         read_safetensors_header(good, max_bytes=100)
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import pickle
 import re
 import struct
@@ -38,9 +39,12 @@ MAX_HEADER_BYTES = 100 * 1024**2
 MAX_FILE_BYTES = 4 * 1024**3
 # Real CNNs have hundreds to a few thousand tensors; 100k tiny entries is the public DoS PoC.
 MAX_TENSORS = 20_000
-SAFETENSORS_DTYPES = frozenset(
-    {"BOOL", "U8", "I8", "I16", "U16", "I32", "U32", "I64", "U64", "F16", "BF16", "F32", "F64"}
-)
+# bytes per element: a header's shape must fit the byte span it declares
+SAFETENSORS_ITEMSIZE = {
+    "BOOL": 1, "U8": 1, "I8": 1, "I16": 2, "U16": 2, "F16": 2, "BF16": 2,
+    "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8,
+}  # fmt: skip
+SAFETENSORS_DTYPES = frozenset(SAFETENSORS_ITEMSIZE)
 # Lightning wraps the module as `model.`, DDP as `module.`; both may stack.
 WRAPPER_PREFIXES = ("module.", "model.")
 # Keys of the classifier: a different class count legitimately changes only these.
@@ -163,6 +167,15 @@ def read_safetensors_header(
         )
         if not ok:
             raise _bad_safetensors(path, f"entry '{key}' has no valid dtype/shape")
+        span = entry.get("data_offsets")
+        if not (isinstance(span, list) and len(span) == 2 and all(isinstance(o, int) for o in span)
+                and 0 <= span[0] <= span[1] <= size - 8 - n):  # fmt: skip
+            raise _bad_safetensors(path, f"entry '{key}' has impossible data_offsets {span}")
+        count = math.prod(entry["shape"])
+        if count * SAFETENSORS_ITEMSIZE[entry["dtype"]] != span[1] - span[0]:
+            raise _bad_safetensors(
+                path, f"entry '{key}' declares shape {entry['shape']} in {span[1] - span[0]} bytes"
+            )
     meta = header.get("__metadata__", {})
     if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
         raise _bad_safetensors(path, "__metadata__ must map strings to strings")
