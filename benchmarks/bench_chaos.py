@@ -304,7 +304,11 @@ def signal_during(phase: str, sigs: tuple[signal.Signals, ...]) -> Callable[[Lab
             out, err = proc.communicate(timeout=120)
         if time.monotonic() - t0 > 60:
             raise Broken("took over a minute to stop")
-        Outcome(proc.returncode, out, err).expect(EXIT_INTERRUPTED, alone=False)
+        code = proc.returncode
+        if len(sigs) == 2 and code == -signal.SIGINT:
+            # a second Ctrl-C stops at once by the signal itself: the shell shows 130 too
+            code = EXIT_INTERRUPTED
+        Outcome(code, out, err).expect(EXIT_INTERRUPTED, alone=False)
         if left_in_group(proc.pid):
             raise Broken(f"processes left behind: {left_in_group(proc.pid)}")
         if phase == "scan" and run.exists():

@@ -12,7 +12,9 @@ import dataclasses
 import errno
 import json
 import os
+import signal
 import sys
+import threading
 import typing
 from collections.abc import Sequence
 from typing import Any
@@ -427,12 +429,29 @@ COMMANDS = {
 }  # fmt: skip
 
 
+def _terminated(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from cnnlab.runtime import tune_process
 
     tune_process()  # before any tensor exists; children (workers, DDP ranks) inherit it
     parser = _parser()
     args = parser.parse_args(argv)
+    previous = None
+    if args.command != "train" and threading.current_thread() is threading.main_thread():
+        # training turns SIGTERM into a checkpoint and `interrupted`; every other command has
+        # nothing to save, so it stops like Ctrl-C: one line, exit 130, not a silent kill
+        previous = signal.signal(signal.SIGTERM, _terminated)
+    try:
+        return _run(args)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         return COMMANDS[args.command](args)
     except InterruptedRun as e:  # asked for by the user: said plainly, on its own line

@@ -44,3 +44,33 @@ def test_a_signal_during_set_up_stops_cleanly_and_frees_the_name(photos, tmp_pat
     outcome.expect(EXIT_INTERRUPTED, "interrupted during set-up of run 's'", "nothing was trained")
     assert not (runs / "s").exists()
     assert left_in_group(proc.pid) == []
+
+
+# cnnlab evaluate with an evaluation that takes as long as we like
+SLOW_EVALUATE = """
+import sys, time
+import cnnlab.evaluation.inference as inference
+def slow(*args, **kwargs):
+    print("evaluating", flush=True)
+    time.sleep(120)
+inference.predict_logits = slow
+from cnnlab.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_sigterm_during_evaluate_stops_like_ctrl_c_and_changes_nothing(run, photos, tmp_path):
+    """SIGTERM killed evaluate silently (status -15) where Ctrl-C said 'interrupted', 130."""
+    from tests.chaos.harness import folder_state
+
+    before = folder_state(run)
+    with untouched_outside([tmp_path, photos], run):
+        proc = subprocess.Popen([sys.executable, "-c", SLOW_EVALUATE, "evaluate", str(run)],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                start_new_session=True)  # fmt: skip
+        while proc.stdout.readline().strip() != "evaluating":
+            assert proc.poll() is None, proc.communicate()
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    Outcome(proc.returncode, out, err).expect(EXIT_INTERRUPTED, "interrupted")
+    assert folder_state(run) == before
