@@ -177,7 +177,7 @@ def choose_lr(plan: RunPlan, prepared: Prepared, *, log: Log = print) -> float:
         f"# optim.lr {lr:g} was chosen by the lr finder (--lr auto, {result.schedule} "
         f"schedule); the sweep is in lr_find.json and lr_find.png\n" + C.to_yaml(plan.config),
     )
-    log(f"--lr auto: lr {lr:g} ({summary_line(result)}); plot: {png}")
+    log(f"--lr auto: lr {lr:g} for the {result.schedule} schedule ({result.reason}); plot: {png}")
     return lr
 
 
