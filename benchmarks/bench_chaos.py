@@ -761,7 +761,7 @@ def rendezvous_timeout(lab: Lab) -> str:
 
 def cases() -> dict[str, list[tuple[str, Callable[[Lab], str]]]]:
     kill = [(f"kill9 {t} {n} {p}", kill_at_write(t, n, p))
-            for t, n in (("last.ckpt", 1), ("last.ckpt", 2), ("best.ckpt", 2),
+            for t, n in (("last.ckpt", 1), ("last.ckpt", 2), ("best.ckpt", 1),
                          ("model.safetensors", 1), ("metrics.csv", 2), ("run.json", 3))
             for p in ("write", "rename")]  # fmt: skip
     kill += [("kill9 after epoch 1", kill_after(0.0, 1)),

@@ -15,7 +15,7 @@ _PUBLIC = {
     "train": "cnnlab.api", "fit": "cnnlab.api", "evaluate": "cnnlab.api",
     "predict": "cnnlab.api", "summary": "cnnlab.api", "models": "cnnlab.api",
     "load_run": "cnnlab.api", "RunResult": "cnnlab.api", "LoadedRun": "cnnlab.api",
-    "report": "cnnlab.api", "explain": "cnnlab.api",
+    "report": "cnnlab.api", "explain": "cnnlab.api", "audit": "cnnlab.api",
     "create_model": "cnnlab.models", "list_models": "cnnlab.models",
     "Callback": "cnnlab.callbacks", "LambdaCallback": "cnnlab.callbacks",
     "RunStatus": "cnnlab.runs",

@@ -383,6 +383,66 @@ def explain(
 
 
 # ---------------------------------------------------------------------------------------------
+# audit the data
+
+
+def audit(
+    data: str | Path | None = None,
+    *,
+    mode: str = "full",
+    embeddings: bool = True,
+    out_dir: str | Path | None = None,
+    val_fraction: float | None = None,
+    test_fraction: float | None = None,
+    seed: int | None = None,
+    data_dir: str | Path | None = None,
+    manifest: str | Path | None = None,
+    threads: int | None = None,
+    log: Log = print,
+) -> Any:
+    """Check what `cnnlab train --data DATA` would train on, split as it would be (the same
+    options and defaults; `manifest=` a run's split_manifest.csv for exactly that run's split):
+    copies inside and across splits, label issues, outliers, placeholders, image and file
+    properties, skipped files, class imbalance. `data` None or "fashion-mnist": the built-in
+    set. Returns a cnnlab.audit.AuditReport; with `out_dir`, writes audit.json (the report's
+    `to_dict()`) and the contact sheet audit.png there. `mode="fast"`: only the duplicate
+    checks `cnnlab train` runs before training; `embeddings=False`: no pretrained model."""
+    from cnnlab.audit import audit as run_audit
+    from cnnlab.audit.source import BUILTIN_NAMES
+
+    tune_process()
+    builtin = data is None or (str(data).lower() in BUILTIN_NAMES and not Path(data).exists())
+    given = {"data.val_fraction": val_fraction, "data.test_fraction": test_fraction,
+             "train.seed": seed, "data.data_dir": data_dir}  # fmt: skip
+    cfg = resolve_config(None, {**given, "data.path": None if builtin else str(data)})
+    if out_dir is not None and not builtin:
+        _outside_data(Path(out_dir), Path(data))
+    return run_audit(
+        None if builtin else data, mode=mode, embeddings=embeddings, out_dir=out_dir,
+        val_fraction=cfg.data.val_fraction, test_fraction=cfg.data.test_fraction,
+        seed=cfg.train.seed, manifest=manifest, data_dir=cfg.data.data_dir, threads=threads,
+        log=log,
+    )  # fmt: skip
+
+
+def default_audit_dir(data: str | Path | None) -> Path:
+    """./audit-NAME, NAME the data folder's or CSV's name (fashion-mnist for the built-in)."""
+    name = Path(str(data)).resolve().stem if data is not None else "fashion-mnist"
+    return Path(f"audit-{name or 'data'}")
+
+
+def _outside_data(out_dir: Path, data: Path) -> None:
+    # inside an image folder, audit.png would be scanned as an image (or a class) next time
+    root = (data.parent if data.suffix.lower() == ".csv" else data).resolve()
+    out = out_dir.resolve()
+    if out == root or root in out.parents:
+        raise ConfigError(
+            f"the audit's output folder {out_dir} is inside the data folder {root}; "
+            f"write it elsewhere (--out DIR)"
+        )
+
+
+# ---------------------------------------------------------------------------------------------
 # models / summary
 
 
@@ -420,6 +480,6 @@ def models(
 
 
 __all__ = [
-    "train", "lr_find", "fit", "load_run", "evaluate", "predict", "report", "explain", "summary", "models",
-    "RunResult", "LoadedRun", "resolve_config",
+    "train", "lr_find", "fit", "load_run", "evaluate", "predict", "report", "explain", "summary",
+    "models", "RunResult", "LoadedRun", "resolve_config", "audit",
 ]  # fmt: skip

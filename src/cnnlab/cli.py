@@ -49,6 +49,9 @@ HELP = {
     "data.subset": "train on only N images (and at most N val/test): quick checks",
     "data.on_bad_image": "skip bad image files (listed in skipped.csv) or fail",
     "data.allow_changed_data": "resume although files of the run's split vanished (skipped)",
+    "data.audit": "dataset audit of image folders/CSVs before training, into RUN/audit.json: "
+    "fast (exact and near-duplicate copies, inside and across splits), full (also label "
+    "issues, outliers, image properties; EfficientNet-Lite0 embeddings), off",
     "model.name": "model name (see `cnnlab models`)",
     "model.pretrained": "start from the model's ImageNet weights (and their preprocessing)",
     "model.weights": "start from a .safetensors/.pth file",
@@ -251,6 +254,38 @@ def _parser() -> argparse.ArgumentParser:
         help="retrain failed and diverged runs (default: keep them in the table as failed)",
     )  # fmt: skip
 
+    a = sub.add_parser(
+        "audit", help="check a data set for copies across splits, label errors, bad images"
+    )
+    a.add_argument(
+        "data", nargs="?", default=None, metavar="DATA",
+        help="what `train --data` takes: an image folder or a CSV manifest; without it (or "
+        "'fashion-mnist') the built-in Fashion-MNIST",
+    )  # fmt: skip
+    a.add_argument("--json", action="store_true", help="print audit.json's object, nothing else")
+    a.add_argument(
+        "--embeddings", action=argparse.BooleanOptionalAction, default=True,
+        help="pretrained EfficientNet-Lite0 embeddings: near copies by content, label issues, "
+        "outliers (default: on; --no-embeddings skips those)",
+    )  # fmt: skip
+    a.add_argument(
+        "--mode", default="full", choices=["full", "fast"],
+        help="full (default) or fast: exact and perceptual-hash duplicates only, as "
+        "`cnnlab train` runs before training",
+    )  # fmt: skip
+    a.add_argument(
+        "--out", metavar="DIR",
+        help="folder for audit.json and audit.png (default: ./audit-NAME, NAME the data's)",
+    )  # fmt: skip
+    a.add_argument("--val-fraction", type=float, default=None,
+                   help="as in train: the split audited is the run's (default: train's)")  # fmt: skip
+    a.add_argument("--test-fraction", type=float, default=None, help="as in train")
+    a.add_argument("--seed", type=int, default=None, help="as in train (the split's seed)")
+    a.add_argument("--data-dir", help="as in train: where Fashion-MNIST's .gz files are")
+    a.add_argument("--manifest", metavar="CSV",
+                   help="a run's split_manifest.csv: audit exactly that run's split")  # fmt: skip
+    a.add_argument("--threads", type=int, default=None, help="CPU threads (default: all)")
+
     d = sub.add_parser("data", help="data set tools")
     dsub = d.add_subparsers(dest="data_command", required=True, metavar="ACTION")
     dl = dsub.add_parser("download", help="download a data set (verified, atomic)")
@@ -405,6 +440,23 @@ def cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_audit(args: argparse.Namespace) -> int:
+    from cnnlab import api
+
+    report = api.audit(
+        args.data, mode=args.mode, embeddings=args.embeddings,
+        out_dir=args.out if args.out is not None else api.default_audit_dir(args.data),
+        val_fraction=args.val_fraction, test_fraction=args.test_fraction, seed=args.seed,
+        data_dir=args.data_dir, manifest=args.manifest, threads=args.threads,
+        log=(lambda s: None) if args.json else print,
+    )  # fmt: skip
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2, default=str))  # audit.json, byte for byte
+        return 0
+    print(report.format())
+    return 0
+
+
 def cmd_experiment(args: argparse.Namespace) -> int:
     from cnnlab.experiment import load_experiment, run_experiment
 
@@ -425,7 +477,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
 COMMANDS = {
     "train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "summary": cmd_summary,
     "models": cmd_models, "conv": cmd_conv, "data": cmd_data, "experiment": cmd_experiment,
-    "report": cmd_report, "explain": cmd_explain, "lr-find": cmd_lr_find,
+    "report": cmd_report, "explain": cmd_explain, "audit": cmd_audit, "lr-find": cmd_lr_find,
 }  # fmt: skip
 
 

@@ -35,6 +35,7 @@ Cache = Literal["auto", "memory", "disk", "off"]
 OnBadImage = Literal["skip", "fail"]
 Init = Literal["default", "paper", "kaiming", "xavier"]
 Monitor = Literal["val_acc", "val_loss"]
+AuditMode = Literal["fast", "full", "off"]
 Logger = Literal["csv", "tensorboard"]
 # a learning rate, or "auto": the lr finder picks it before training (engine/lr_finder.py)
 LearningRate = float | Literal["auto"]
@@ -63,6 +64,9 @@ class DataConfig:
     on_bad_image: OnBadImage = "skip"
     # resume a run although files of its split vanished from the folder (they are skipped)
     allow_changed_data: bool = False
+    # dataset audit of image folders and CSVs before training (cnnlab.audit.run): fast = exact
+    # and perceptual-hash duplicates, inside and across the run's splits
+    audit: AuditMode = "fast"
 
 
 @dataclass
@@ -365,6 +369,11 @@ def lint(cfg: Config) -> list[str]:
         )
     if o.backbone_lr is not None and m.freeze_backbone and m.unfreeze_at is None:
         notes.append("backbone_lr has no effect while the backbone stays frozen")
+    if cfg.is_set("data.audit") and d.audit != "off" and d.dataset == "fashion-mnist":
+        notes.append(
+            "audit applies to image folders and CSVs; the built-in Fashion-MNIST is audited "
+            "with `cnnlab audit fashion-mnist`"
+        )
     if d.balance != "none" and d.dataset == "fashion-mnist":
         notes.append("Fashion-MNIST is balanced (6,000 images per class): balance has no effect")
     if o.warmup_epochs >= t.epochs:

@@ -126,6 +126,7 @@ def start_run(
         write_text(run_dir / "config.yaml", C.to_yaml(plan.config))
         with sigterm_interrupts():
             prepared = prepare_fn(plan, log)
+            audited = audit_data(plan, prepared, log)
             if plan.config.optim.lr == "auto":  # the lr finder on this model and data
                 from cnnlab.lr_search import choose_lr
 
@@ -143,6 +144,8 @@ def start_run(
         runs.environment(plan.device.accelerator, plan.device.reason),
     )
     prepared.bundle.write_artifacts(run_dir)
+    if audited is not None:
+        audited.write(run_dir)
     log(f"run folder: {run_dir}")
 
     def running() -> None:  # once every process of the run has joined: training starts
@@ -184,6 +187,19 @@ def continue_run(
                           device=plan.device.accelerator)  # fmt: skip
 
     return fit_and_report(plan, prepared, log=log, callbacks=callbacks, on_joined=running)
+
+
+def audit_data(plan: RunPlan, prepared: Prepared, log: Log) -> Any:
+    """The dataset audit `data.audit` asks for (fast, full, off), on the run's own files and
+    splits, before training: a cnnlab.audit.run.RunAudit, or None when nothing was audited."""
+    mode = plan.config.data.audit
+    if mode == "off" or getattr(prepared.bundle, "folder", None) is None:
+        return None  # Fashion-MNIST and a user's datasets: no files to audit
+    if not runs.is_rank_zero():  # the other processes of a distributed run see the same data
+        return None
+    from cnnlab.audit.run import audit_for_run
+
+    return audit_for_run(prepared.bundle, mode, log=log)
 
 
 def release_name(run_dir: Path) -> None:

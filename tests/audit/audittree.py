@@ -120,7 +120,9 @@ def inject(root: Path) -> dict[str, tuple[str, ...]]:
         decoded(root / "train/red/red_03.jpg"),
     )
     save(root / "train/red/dark.jpg", photo(7, tint="red") // 14)
-    blur = Image.fromarray(photo(8, tint="blue")).filter(ImageFilter.GaussianBlur(10))
+    # radius 3: far softer than the rest, yet with the contrast (grey std >= 0.05) that
+    # sharpness needs to be judged at all
+    blur = Image.fromarray(photo(8, tint="blue")).filter(ImageFilter.GaussianBlur(3))
     save(root / "train/blue/blurry.jpg", np.array(blur))
     save(root / "train/red/tiny.png", photo(9, size=(20, 20), tint="red"))
     save(root / "train/blue/flat.png", np.full((120, 160, 3), (40, 40, 200), dtype=np.uint8))

@@ -107,7 +107,7 @@ def test_fashion_mnist_audit_finds_the_copy_in_test(fake_fmnist, cache_dir):
     images, labels = fake_fmnist
     r = audit(None, mode="fast", cache_dir=cache_dir, **QUIET)
     (f,) = r.by_code(Code.CROSS_SPLIT_DUPLICATE)
-    assert f.files == ("test[5]", "train[12]") and f.splits == ("test", "train")
+    assert f.files == ("t10k-images#5", "train-images#12") and f.splits == ("test", "train")
     assert f.evidence["kind"] == "exact" and "built-in" in f.fix
     assert r.data["layout"] == "idx" and r.data["images"]["test"] == len(labels["test"])
     assert len(r.findings) == 1

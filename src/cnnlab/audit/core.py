@@ -55,6 +55,7 @@ from cnnlab.audit.source import (
     fashion_mnist_source,
     folder_source,
 )
+from cnnlab.config import DataConfig, TrainConfig
 from cnnlab.data import imaging
 from cnnlab.data.cache import default_cache_dir
 from cnnlab.errors import unknown
@@ -95,9 +96,10 @@ def audit(
     mode: str | AuditMode = AuditMode.FULL,
     embeddings: bool = True,
     out_dir: str | os.PathLike | None = None,
-    val_fraction: float = 0.1,
-    test_fraction: float = 0.0,
-    seed: int = 0,
+    # `cnnlab train`'s own defaults: a plain audit checks the splits a plain run trains on
+    val_fraction: float = DataConfig.val_fraction,
+    test_fraction: float = DataConfig.test_fraction,
+    seed: int = TrainConfig.seed,
     manifest: str | os.PathLike | None = None,
     data_dir: str | os.PathLike | None = None,
     cache_dir: str | os.PathLike | None = None,

@@ -10,8 +10,9 @@ are the run's splits:
                                same uint8 pixel cache, so nothing is decoded a second time
   from_folder_data(data)       a FolderData a run has already built: its pixel store is reused
   fashion_mnist_source(...)    the built-in Fashion-MNIST: IDX arrays, val carved from train by
-                               data.builtin.stratified_split; files are named `train[601]`,
-                               `test[7243]` (index in the official file)
+                               data.builtin.stratified_split; images are named as in a run's
+                               split_manifest.csv: `train-images#601`, `t10k-images#7243`
+                               (index in the official file)
 """
 
 from __future__ import annotations
@@ -189,8 +190,8 @@ def fashion_mnist_source(
         root=str(folder),
         layout="idx",
         classes=list(CLASSES),
-        rels=[f"train[{i}]" for i in range(len(labels))]
-        + [f"test[{i}]" for i in range(len(test_labels))],
+        rels=[f"train-images#{i}" for i in range(len(labels))]
+        + [f"t10k-images#{i}" for i in range(len(test_labels))],
         splits=list(splits) + ["test"] * len(test_labels),
         labels=np.concatenate([labels, test_labels]).astype(np.int64),
         pixels=ArrayPixels(np.concatenate([images, test_images])),

@@ -69,4 +69,5 @@ def build_data(
         class_weights=folder.class_weights(),
         write_artifacts=folder.write_artifacts,
         batch_transform=folder.batch_transform(),
+        folder=folder,
     )

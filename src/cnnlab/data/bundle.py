@@ -33,6 +33,9 @@ class DataBundle:
     # Applied to each batch after it reaches the device (uint8 -> normalised float): workers
     # then pass 4x smaller uint8 tensors and normalisation runs once per batch, not per image.
     batch_transform: Callable[[Any], Any] | None = None
+    # image folders and CSVs: their data.folder.FolderData (scan, split, pixel store), which
+    # the dataset audit reads so that it checks exactly the run's files and splits
+    folder: Any = None
 
 
 def write_class_counts(run_dir: Path, classes: list[str], counts: dict[str, list[int]]) -> None:

@@ -15,3 +15,7 @@ __all__ = [
     "CamMethod", "ExplainResult", "TargetLayer", "cam", "cam_method", "explain",
     "find_target_layer",
 ]  # fmt: skip
+
+from cnnlab.callable_package import make_callable  # noqa: E402
+
+make_callable(__name__, "explain")

@@ -15,3 +15,7 @@ attach_weights(HUB_WEIGHTS)
 __all__ = [
     "create_model", "get_model_info", "list_models", "register_model", "ModelInfo", "INIT_SCHEMES",
 ]  # fmt: skip
+
+from cnnlab.callable_package import make_callable  # noqa: E402
+
+make_callable(__name__, "models")  # cnnlab.models(input_size=224): the zoo table
