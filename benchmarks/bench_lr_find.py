@@ -1,12 +1,13 @@
 """Does the lr finder's suggestion land within 3x of the best learning rate of a small grid?
 
-    flock /tmp/cnnlab-cpu.lock .venv/bin/python benchmarks/bench_lr_find.py --task fashion
+    flock /tmp/cnnlab-cpu.lock .venv/bin/python benchmarks/bench_lr_find.py --task fashion \
+        --schedule onecycle
     flock /tmp/cnnlab-cpu.lock .venv/bin/python benchmarks/bench_lr_find.py --task transfer \
         [--data ../shared/datasets/hymenoptera]
 
-For each task: one lr-find sweep on the run's own module, optimizer and training loader (the
-same construction as `engine.trainer.fit`), then one short training run per grid learning rate
-through `cnnlab.train` with everything else equal. The grid's best lr is the one with the
+For each task: one sweep through `cnnlab.lr_find` (what `cnnlab lr-find` and `--lr auto` run:
+the run's own module, optimizer and training loader), then one short training run per grid
+learning rate through `cnnlab.train` with everything else equal. The grid's best lr is the one with the
 highest best validation accuracy, ties broken by the lower best validation loss. Prints a
 Markdown table and writes lr_find.json/png per task under --out.
 
@@ -31,13 +32,15 @@ from typing import Any
 import torch
 
 import cnnlab
-from cnnlab import api
-from cnnlab.engine.lr_finder import LRFindResult, lr_find, write_lr_find
-from cnnlab.engine.module import ClassifierModule
-from cnnlab.engine.trainer import BundleDataModule
+from cnnlab.engine.lr_finder import LRFindResult
 from cnnlab.errors import DivergedError
 
-HYMENOPTERA = Path(__file__).parents[2] / "shared/datasets/hymenoptera"
+HERE = Path(__file__).resolve().parent
+# shared/ sits beside the main checkout (../shared) or beside the worktrees folder (../../shared)
+HYMENOPTERA = next(
+    (p / "shared/datasets/hymenoptera" for p in HERE.parents[1:3] if (p / "shared").is_dir()),
+    HERE.parents[1] / "shared/datasets/hymenoptera",
+)
 
 TASKS: dict[str, dict[str, Any]] = {
     "fashion": {
@@ -79,20 +82,9 @@ TASKS: dict[str, dict[str, Any]] = {
 SCHEDULES = ("onecycle", "cosine", "none")
 
 
-def find(options: dict[str, Any]) -> LRFindResult:
-    """The sweep on the module a training run would build (see `engine.trainer.fit`)."""
-    cfg = api.resolve_config(None, options)
-    bundle, model, _, _, _ = api._prepare(cfg, lambda line: None)  # phase 2: cnnlab.lr_find
-    steps = -(-len(bundle.train) // cfg.data.batch_size)
-    module = ClassifierModule(
-        model, cfg.optim, epochs=cfg.train.epochs, steps_per_epoch=steps, seed=cfg.train.seed,
-        channels_last=cfg.model.channels_last, batch_transform=bundle.batch_transform,
-        bn_eval=cfg.model.bn_eval,
-    )  # fmt: skip
-    if cfg.model.freeze_backbone:
-        module.set_backbone_frozen(True)
-    loader = BundleDataModule(bundle, cfg).train_dataloader()
-    return lr_find(module, loader, seed=cfg.train.seed)
+def find(options: dict[str, Any], out: Path, name: str) -> LRFindResult:
+    """The sweep `cnnlab lr-find` runs; lr_find.png/json land in out/name/."""
+    return cnnlab.lr_find(name=name, runs_dir=out, log=lambda line: None, **options).result
 
 
 def grid_run(options: dict[str, Any], lr: float, runs: Path) -> dict[str, float]:
@@ -124,9 +116,8 @@ def main() -> None:
         if task == "transfer":
             options["data"] = args.data
         t0 = time.perf_counter()
-        result = find(options)
+        result = find(options, Path(args.out), f"{task}-{schedule}")
         t_find = time.perf_counter() - t0
-        write_lr_find(result, Path(args.out) / f"{task}-{schedule}", title=f"{task}, {schedule}")
         scores, t0 = {}, time.perf_counter()
         with tempfile.TemporaryDirectory() as runs:
             for lr in TASKS[task]["grid"]:

@@ -122,3 +122,21 @@ def test_a_config_knows_which_keys_were_set():
     assert cfg.is_set("optim.lr") and not cfg.is_set("data.batch_size")
     assert "explicit" not in C.to_yaml(cfg)  # a saved config is all explicit when read back
     assert C.load_yaml_text(C.to_yaml(cfg)).is_set("data.batch_size")
+
+
+def test_lr_is_a_number_or_auto_from_yaml_cli_and_api():
+    cfg = C.load_yaml_text("optim: {lr: auto}\ntrain: {logger: tensorboard}")
+    assert (cfg.optim.lr, cfg.train.logger) == ("auto", "tensorboard")
+    assert C.validate(cfg) is cfg and C.load_yaml_text(C.to_yaml(cfg)).optim.lr == "auto"
+    cfg.set("lr", "3e-3")
+    assert cfg.optim.lr == 0.003 and C.Config().train.logger == "csv"
+    with pytest.raises(ConfigError, match="'optim.lr' needs a float or 'auto', got 'fast'"):
+        cfg.set("optim.lr", "fast")
+    with pytest.raises(ConfigError, match="needs a float or 'auto', got 'none'"):
+        cfg.set("optim.lr", "none")  # lr is not optional
+    with pytest.raises(ConfigError, match="choose one of: csv, tensorboard"):
+        cfg.set("train.logger", "wandb")
+    cfg.set("lr", "auto")
+    cfg.set("backbone_lr", 1e-4)
+    with pytest.raises(ConfigError, match="--lr auto finds one rate for every layer"):
+        C.validate(cfg)

@@ -20,6 +20,7 @@ _PUBLIC = {
     "create_model": "cnnlab.models", "list_models": "cnnlab.models",
     "Callback": "cnnlab.callbacks", "LambdaCallback": "cnnlab.callbacks",
     "RunStatus": "cnnlab.runs",
+    "lr_find": "cnnlab.api", "LRFindRun": "cnnlab.lr_search",
 }  # fmt: skip
 
 __all__ = sorted(_PUBLIC)

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cnnlab import config as C
 from cnnlab import runs
@@ -23,6 +23,9 @@ from cnnlab.errors import ConfigError, RunError
 from cnnlab.runs import RunStatus
 from cnnlab.runtime import tune_process
 from cnnlab.training import RunResult
+
+if TYPE_CHECKING:
+    from cnnlab.lr_search import LRFindRun
 
 Log = Callable[[str], None]
 # what may change when a run is resumed: speed, not results (and --epochs, to extend it)
@@ -164,6 +167,46 @@ def _resume(
         ckpt = resume_checkpoint(run_dir, log=log)
         plan = make_plan(cfg, run_dir, resume_from=ckpt)
         return continue_run(plan, log=log, callbacks=callbacks, config_changed=bool(given))
+
+
+# ---------------------------------------------------------------------------------------------
+# lr-find
+
+
+def lr_find(
+    config: C.Config | dict | str | Path | None = None,
+    *,
+    name: str | None = None,
+    runs_dir: str | Path | None = None,
+    steps: int = 100,
+    start_lr: float = 1e-7,
+    end_lr: float = 10.0,
+    log: Log = print,
+    **overrides: Any,
+) -> LRFindRun:
+    """The learning-rate range test on the model, data, optimizer and loss that `train` would
+    use with the same arguments. Writes lr_find.png and lr_find.json into runs/<name>/
+    (default name lr-find-<model>-<data>-<time>; the name of a run puts them next to its
+    files, changing nothing else) and returns them with the suggested `optim.lr` for the
+    config's schedule, or None and the reason ("no clear valley: ...").
+
+    >>> found = cnnlab.lr_find(subset=6000, name="sweep")
+    >>> found.suggestion, found.reason
+    >>> cnnlab.train(subset=6000, name="sweep", lr=found.suggestion)   # or lr="auto"
+    """
+    from cnnlab.engine.lr_finder import LRFindSettings
+    from cnnlab.lr_search import run_lr_find
+    from cnnlab.plan import make_plan
+
+    tune_process()
+    settings = LRFindSettings(start_lr=float(start_lr), end_lr=float(end_lr), num_steps=steps)
+    settings.check()
+    cfg = resolve_config(config, {**overrides, "name": name} if name else overrides)
+    run_name = cfg.name or "lr-find-" + runs.new_run_name(cfg.model.name, _dataset_tag(cfg))
+    run_dir = runs.run_folder(run_name, runs_dir)
+    cfg.name = run_dir.name
+    plan = make_plan(cfg, run_dir)  # every cheap check, before the folder exists
+    return run_lr_find(plan, settings=settings, log=log)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -437,8 +480,8 @@ def models(
 
 
 __all__ = [
-    "train", "fit", "load_run", "evaluate", "predict", "report", "explain", "summary", "models",
-    "RunResult", "LoadedRun", "resolve_config", "audit",
+    "train", "lr_find", "fit", "load_run", "evaluate", "predict", "report", "explain", "summary",
+    "models", "RunResult", "LoadedRun", "resolve_config", "audit",
 ]  # fmt: skip
 
 

@@ -62,7 +62,8 @@ HELP = {
     "model.bn_eval": "keep the backbone's BatchNorm in inference mode while it trains",
     "model.channels_last": "NHWC memory format (faster convolutions on CPU and tensor cores)",
     "optim.optimizer": "sgd (momentum, --nesterov), adam or adamw",
-    "optim.lr": "learning rate (the head's when --backbone-lr is given)",
+    "optim.lr": "learning rate (the head's when --backbone-lr is given), or auto: the lr "
+    "finder picks it before training (see `cnnlab lr-find`)",
     "optim.momentum": "SGD momentum",
     "optim.nesterov": "Nesterov momentum for SGD",
     "optim.weight_decay": "L2 penalty on weights (not on norms and biases)",
@@ -90,6 +91,8 @@ HELP = {
     "train.num_nodes": "machines (DDP; start cnnlab on each with torchrun or srun)",
     "train.sync_batchnorm": "synchronise BatchNorm statistics across GPUs",
     "train.threads": "CPU threads for torch (default: torch's)",
+    "train.logger": "csv (metrics.csv, always written) or tensorboard (also event files under "
+    "RUN/tensorboard/; needs the tensorboard extra)",
 }
 
 
@@ -142,6 +145,26 @@ def _parser() -> argparse.ArgumentParser:
         help="any config key, e.g. optim.lr=0.1",
     )
     _add_config_options(t)
+
+    lf = sub.add_parser(
+        "lr-find", help="learning-rate range test with train's options: lr_find.png, a --lr"
+    )
+    lf.add_argument("--config", help="YAML config file (sections data, model, optim, train)")
+    lf.add_argument(
+        "--name",
+        help="folder under --runs-dir for lr_find.png/json (default: lr-find-<model>-<data>-"
+        "<time>); a run's name puts them next to its files and changes nothing else",
+    )
+    lf.add_argument("--runs-dir", help="where the folder goes (default: runs, or $CNNLAB_RUNS_DIR)")
+    lf.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE",
+        help="any config key, e.g. optim.optimizer=adamw",
+    )  # fmt: skip
+    lf.add_argument("--steps", type=int, default=100, help="mini-batches swept (default 100)")
+    lf.add_argument("--start-lr", type=float, default=1e-7, help="first lr (default 1e-7)")
+    lf.add_argument("--end-lr", type=float, default=10.0, help="last lr (default 10)")
+    lf.add_argument("--json", action="store_true", help="print lr_find.json's content as JSON")
+    _add_config_options(lf)
 
     e = sub.add_parser("evaluate", help="evaluate a run's best model")
     e.add_argument("run", help="run folder or name")
@@ -320,6 +343,21 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_lr_find(args: argparse.Namespace) -> int:
+    from cnnlab import api
+
+    found = api.lr_find(
+        args.config, name=args.name, runs_dir=args.runs_dir, steps=args.steps,
+        start_lr=args.start_lr, end_lr=args.end_lr,
+        log=(lambda s: None) if args.json else print, **_overrides(args),
+    )  # fmt: skip
+    if args.json:
+        print(json.dumps(found.to_dict(), indent=2))
+    elif found.suggestion is not None:
+        print(f"use it: add --lr {found.suggestion:.3g} to the train command (or --lr auto)")
+    return 0
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from cnnlab import api
 
@@ -455,6 +493,7 @@ COMMANDS = {
     "train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "summary": cmd_summary,
     "models": cmd_models, "conv": cmd_conv, "data": cmd_data, "experiment": cmd_experiment,
     "report": cmd_report, "explain": cmd_explain, "audit": cmd_audit, "doctor": cmd_doctor,
+    "lr-find": cmd_lr_find,
 }  # fmt: skip
 
 

@@ -36,6 +36,9 @@ OnBadImage = Literal["skip", "fail"]
 Init = Literal["default", "paper", "kaiming", "xavier"]
 Monitor = Literal["val_acc", "val_loss"]
 AuditMode = Literal["fast", "full", "off"]
+Logger = Literal["csv", "tensorboard"]
+# a learning rate, or "auto": the lr finder picks it before training (engine/lr_finder.py)
+LearningRate = float | Literal["auto"]
 
 
 def choices(typ: Any) -> tuple[str, ...]:
@@ -84,7 +87,7 @@ class ModelConfig:
 @dataclass
 class OptimConfig:
     optimizer: Optimizer = "sgd"
-    lr: float = 0.1  # with batch norm and one-cycle, SGD takes a high peak rate
+    lr: LearningRate = 0.1  # with batch norm and one-cycle, SGD takes a high peak rate
     momentum: float = 0.9
     nesterov: bool = True
     weight_decay: float = 5e-4  # L2 penalty
@@ -115,6 +118,8 @@ class TrainConfig:
     num_nodes: int = 1
     sync_batchnorm: bool = False
     threads: int | None = None  # torch intra-op threads; None: torch's default
+    # metrics.csv is always written; "tensorboard" adds event files under RUN/tensorboard/
+    logger: Logger = "csv"
 
 
 @dataclass
@@ -190,9 +195,23 @@ def coerce(value: Any, typ: Any, key: str) -> Any:
         return str(value)
     if origin in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(typ) if a is not type(None)]
-        if value is None or (isinstance(value, str) and value.lower() in ("none", "null", "")):
+        if type(None) in typing.get_args(typ) and (
+            value is None or (isinstance(value, str) and value.lower() in ("none", "null", ""))
+        ):
             return None
-        return coerce(value, args[0], key)
+        literals = [v for a in args for v in choices(a)]
+        if literals and str(value) in literals:  # float | Literal["auto"]: "auto" is a value
+            return str(value)
+        try:
+            return coerce(value, args[0], key)
+        except ConfigError:
+            if not literals:
+                raise
+            name = getattr(args[0], "__name__", str(args[0]))
+            alternatives = " or ".join(repr(v) for v in literals)
+            raise ConfigError(
+                f"config key '{key}' needs a {name} or {alternatives}, got {value!r}"
+            ) from None
     try:
         if typ is bool:
             if isinstance(value, bool):
@@ -287,7 +306,15 @@ def validate(cfg: Config) -> Config:
             m.dropout is None or 0.0 <= m.dropout < 1.0,
             f"dropout must be in [0, 1), got {m.dropout}",
         ),
-        (math.isfinite(o.lr) and o.lr > 0, f"learning rate must be a number > 0, got {o.lr}"),
+        (
+            o.lr == "auto" or (math.isfinite(o.lr) and o.lr > 0),
+            f"learning rate must be a number > 0, got {o.lr}",
+        ),
+        (
+            o.lr != "auto" or o.backbone_lr is None,
+            "--lr auto finds one rate for every layer: with --backbone-lr give --lr too "
+            "(`cnnlab lr-find` shows the curve to choose both from)",
+        ),
         (
             o.backbone_lr is None or (math.isfinite(o.backbone_lr) and o.backbone_lr >= 0),
             f"backbone lr must be a number >= 0, got {o.backbone_lr}",

@@ -59,6 +59,7 @@ class RunPlan:
 def make_plan(cfg: C.Config, run_dir: Path, *, resume_from: Path | None = None) -> RunPlan:
     info = model_info_for(cfg)
     check_paths(cfg)
+    check_logger(cfg)
     inputs = plan_inputs(cfg, info)
     device = plan_device(cfg)
     notes = [*C.lint(cfg), *device.notes]
@@ -72,6 +73,7 @@ def make_user_plan(cfg: C.Config, run_dir: Path, preprocess: PreprocessSpec) -> 
             "freeze_backbone/pretrained apply to cnnlab's models; freeze your module's "
             "parameters yourself (requires_grad_(False)) before cnnlab.fit"
         )
+    check_logger(cfg)
     device = plan_device(cfg)
     c, h, _ = preprocess.input_size
     inputs = InputPlan(preprocess, h, c)
@@ -123,6 +125,14 @@ def plan_inputs(cfg: C.Config, info: ModelInfo) -> InputPlan:
     if d.dataset == "fashion-mnist":
         return InputPlan(None, d.image_size or 28, d.channels or 1)
     return InputPlan(None, d.image_size or info.default_input, d.channels or 3)
+
+
+def check_logger(cfg: C.Config) -> None:
+    """--logger tensorboard without the package: said now, before any folder exists."""
+    if cfg.train.logger == "tensorboard":
+        from cnnlab.engine.tensorboard import require_tensorboard
+
+        require_tensorboard()
 
 
 def check_paths(cfg: C.Config) -> None:

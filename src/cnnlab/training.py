@@ -127,6 +127,10 @@ def start_run(
         with sigterm_interrupts():
             prepared = prepare_fn(plan, log)
             audited = audit_data(plan, prepared, log)
+            if plan.config.optim.lr == "auto":  # the lr finder on this model and data
+                from cnnlab.lr_search import choose_lr
+
+                choose_lr(plan, prepared, log=log)  # sets optim.lr, rewrites config.yaml
     except BaseException as e:
         release_name(run_dir)  # a set-up that failed trained nothing: the name stays free
         if isinstance(e, KeyboardInterrupt | InterruptedRun):
@@ -330,6 +334,10 @@ def fit_and_report(
 
         own = load_weights(prepared.model.backbone, run_dir)
     test = evaluate_run(run_dir, bundle=prepared.bundle, model=own, log=log)
+    if plan.config.train.logger == "tensorboard" and runs.is_rank_zero():
+        from cnnlab.engine.tensorboard import write_test_report
+
+        write_test_report(run_dir, test, result.global_step)  # at the curves' last step
     run_doctor(run_dir, log)  # before the report, which shows its findings
     write_run_report(run_dir, log, bundle=prepared.bundle)
     record = runs.read_status(run_dir)

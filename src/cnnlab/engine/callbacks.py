@@ -458,6 +458,7 @@ class RunCallbacks:
     progress: EpochProgressBar | None = None
     extra: list[Callback] = field(default_factory=list)
     doctor: DoctorCheck | None = None
+    tensorboard: Callback | None = None  # --logger tensorboard: engine/tensorboard.py
 
     @property
     def all(self) -> list[Callback]:
@@ -465,6 +466,7 @@ class RunCallbacks:
         # RunCheckpoint is a Checkpoint, which Lightning always runs last
         checks = [self.doctor] if self.doctor else []
         core = [self.recorder, *checks, self.early, self.checkpoint, self.unfreeze, *self.extra]
+        core += [self.tensorboard] if self.tensorboard else []
         return core + ([self.progress] if self.progress else [])
 
     def stop_reason(self, patience: int) -> str:
@@ -517,4 +519,13 @@ def make_callbacks(
         progress=EpochProgressBar(leave=False) if progress else None,
         extra=list(extra),
         doctor=doctor,
+        tensorboard=_tensorboard(plan),
     )
+
+
+def _tensorboard(plan: RunPlan) -> Callback | None:
+    if plan.config.train.logger != "tensorboard":
+        return None
+    from cnnlab.engine.tensorboard import TensorBoardWriter
+
+    return TensorBoardWriter(plan.run_dir)

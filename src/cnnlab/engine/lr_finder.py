@@ -426,10 +426,12 @@ def _sweep(
 # artefacts
 
 
-def write_lr_find(result: LRFindResult, folder: Path, title: str = "") -> None:
-    """lr_find.json and lr_find.png in `folder`."""
+def write_lr_find(
+    result: LRFindResult, folder: Path, title: str = "", extra: dict[str, Any] | None = None
+) -> None:
+    """lr_find.json (the result, plus `extra`, e.g. the config) and lr_find.png in `folder`."""
     folder = Path(folder)
-    write_json(folder / "lr_find.json", result.to_dict())
+    write_json(folder / "lr_find.json", {**result.to_dict(), **(extra or {})})
     plot_lr_find(result, folder / "lr_find.png", title)
 
 

@@ -39,15 +39,21 @@ TB_DIR = "tensorboard"
 SPLITS = ("train", "validation")
 
 
-def _writer(folder: Path, purge_step: int | None = None) -> Any:
+def require_tensorboard() -> Any:
+    """torch's SummaryWriter, or a one-line ConfigError saying how to install it (checked when
+    the run is planned, before a run folder exists)."""
     try:  # imports tensorboard itself: only when asked for
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
         raise ConfigError(
-            "the TensorBoard logger needs the tensorboard package; install it with "
-            "`pip install 'cnnlab[tensorboard]'` or use the csv logger"
+            '--logger tensorboard needs the tensorboard package: pip install "cnnlab[tensorboard]"'
+            ", or drop --logger tensorboard (metrics.csv is always written)"
         ) from None
-    return SummaryWriter(str(folder), purge_step=purge_step)
+    return SummaryWriter
+
+
+def _writer(folder: Path, purge_step: int | None = None) -> Any:
+    return require_tensorboard()(str(folder), purge_step=purge_step)
 
 
 class TensorBoardWriter(Callback):

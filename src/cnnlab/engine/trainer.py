@@ -100,6 +100,7 @@ class FitResult:
     epochs_run: int
     wall_time_s: float
     history: list[dict]
+    global_step: int = 0  # optimizer steps done: the step of what is logged after the fit
 
 
 def cache_features(cfg: Config) -> bool:
@@ -140,13 +141,7 @@ def fit(
         }
         log("frozen backbone, no augmentation: backbone features are computed once and cached")
     progress = interactive_output()
-    module = ClassifierModule(
-        model, cfg.optim, epochs=t.epochs, steps_per_epoch=steps_per_epoch, seed=t.seed,
-        class_weights=bundle.class_weights if cfg.data.balance == "weights" else None,
-        channels_last=cfg.model.channels_last, batch_transform=bundle.batch_transform,
-        bn_eval=cfg.model.bn_eval, monitor=t.monitor, freeze_backbone=cfg.model.freeze_backbone,
-        feature_caches=caches, progress_bar=progress,
-    )  # fmt: skip
+    module = build_module(cfg, bundle, model, feature_caches=caches, progress_bar=progress)
     from cnnlab.callbacks import bridge
 
     run_callbacks = make_callbacks(
@@ -179,7 +174,29 @@ def fit(
         epochs_run=len(recorder.history),
         wall_time_s=time.perf_counter() - start,
         history=recorder.history,
+        global_step=trainer.global_step,
     )
+
+
+def build_module(
+    cfg: Config,
+    bundle: DataBundle,
+    model: CnnClassifier,
+    *,
+    feature_caches: dict[str, FeatureCache] | None = None,
+    progress_bar: bool = False,
+) -> ClassifierModule:
+    """The LightningModule a run trains (`fit`) and the lr finder sweeps (`cnnlab.lr_search`):
+    one construction, so the sweep sees the run's optimizer, loss, transform and freezing."""
+    t = cfg.train
+    steps_per_epoch = -(-len(bundle.train) // cfg.data.batch_size)
+    return ClassifierModule(
+        model, cfg.optim, epochs=t.epochs, steps_per_epoch=steps_per_epoch, seed=t.seed,
+        class_weights=bundle.class_weights if cfg.data.balance == "weights" else None,
+        channels_last=cfg.model.channels_last, batch_transform=bundle.batch_transform,
+        bn_eval=cfg.model.bn_eval, monitor=t.monitor, freeze_backbone=cfg.model.freeze_backbone,
+        feature_caches=feature_caches, progress_bar=progress_bar,
+    )  # fmt: skip
 
 
 # the errors of a rendezvous that did not complete (absent where torch lacks distributed)

@@ -1,0 +1,34 @@
+"""The lines `cnnlab lr-find` and `--lr auto` print, from hand-made finder results."""
+
+import pytest
+
+from cnnlab.engine.lr_finder import LRFindResult, LRFindStatus, RuleValues, StopReason
+from cnnlab.lr_search import _example, summary_line
+
+
+def _result(suggestion, schedule, rules, reason="why"):
+    status = LRFindStatus.SUGGESTED if suggestion else LRFindStatus.RULES_DISAGREE
+    return LRFindResult(
+        lrs=[], losses=[], smoothed=[], suggestion=suggestion, agreed=None, schedule=schedule,
+        status=status, reason=reason, rules=rules, stop=StopReason.DIVERGED,
+    )  # fmt: skip
+
+
+def test_summary_line_says_the_rate_and_its_schedule_or_no_clear_valley():
+    found = _result(0.0123456, "onecycle", RuleValues(1e-3, 2e-3, 1e-3), "they agree")
+    assert summary_line(found) == "suggested lr 0.0123 for the onecycle schedule (they agree)"
+    none = _result(None, "none", RuleValues(None, None, 0.01), "no clear valley: flat")
+    assert summary_line(none) == "no clear valley: flat"
+
+
+@pytest.mark.parametrize(
+    ("schedule", "min_div10", "example"),
+    [
+        ("onecycle", 0.0167, "0.2"),  # an annealed peak: a decade above minimum/10
+        ("cosine", 0.0031, "0.03"),
+        ("none", 0.0167, "0.02"),  # a held rate: minimum/10 itself
+        ("plateau", None, "0.01"),  # no minimum either: a common starting point
+    ],
+)
+def test_the_refusals_example_is_minimum_over_ten_for_the_schedule(schedule, min_div10, example):
+    assert _example(_result(None, schedule, RuleValues(None, None, min_div10))) == example
