@@ -82,3 +82,33 @@ def test_an_opset_the_exporter_did_not_write_is_an_error(model, tmp_path, monkey
 def test_a_dynamic_batch_needs_a_trace_batch_of_two(model, tmp_path) -> None:
     with pytest.raises(ValueError, match="at least 2"):
         to_onnx(model, torch.zeros(1, 1, 28, 28), tmp_path / "m.onnx", metadata=PROPS)
+
+
+def test_undefined_inputs_finds_a_dangling_node_input(tmp_path) -> None:
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2])
+    nodes = [helper.make_node("Add", ["x", "pad_4"], ["s"]), helper.make_node("Relu", ["s"], ["y"])]
+    path = tmp_path / "bad.onnx"
+    onnx.save(helper.make_model(helper.make_graph(nodes, "g", [x], [y])), str(path))
+    assert onnx_export.undefined_inputs(path) == ["pad_4"]
+
+
+def test_a_graph_the_optimizer_broke_is_exported_unoptimised(model, tmp_path, monkeypatch) -> None:
+    # onnxscript's optimizer once left an initializer out (EfficientNet-Lite, TF-SAME padding):
+    # pretend the optimised graph is broken; the unoptimised one is written and says so.
+    seen: list[bool] = []
+    real = onnx_export.undefined_inputs
+
+    def first_broken(path):
+        seen.append(True)
+        return ["pad_4"] if len(seen) == 1 else real(path)
+
+    monkeypatch.setattr(onnx_export, "undefined_inputs", first_broken)
+    info = to_onnx(model, torch.zeros(2, 1, 28, 28), tmp_path / "m.onnx", metadata=PROPS)
+    assert info.exporter == "dynamo" and len(seen) == 2
+    assert "wrote the unoptimised graph" in info.notes[0]
+    x = torch.randn(3, 1, 28, 28)
+    with torch.inference_mode():
+        np.testing.assert_allclose(run(tmp_path / "m.onnx", x), model(x).numpy(), atol=1e-5)

@@ -59,8 +59,8 @@ def to_onnx(
         _legacy_export(model, sample, path, opset, dynamic_batch)
         return OnnxInfo("legacy", _finish(path, metadata, opset), (why,))
     try:
-        _dynamo_export(model, sample, path, opset, dynamic_batch)
-        return OnnxInfo("dynamo", _finish(path, metadata, opset))
+        notes = _dynamo_export(model, sample, path, opset, dynamic_batch)
+        return OnnxInfo("dynamo", _finish(path, metadata, opset), notes)
     except ExportError:
         raise
     except Exception as e:  # the dynamo exporter raises many types; the fallback is documented
@@ -75,17 +75,46 @@ def to_onnx(
 
 def _dynamo_export(
     model: torch.nn.Module, sample: torch.Tensor, path: Path, opset: int | None, dynamic: bool
-) -> None:
+) -> tuple[str, ...]:
     from torch.export import Dim
 
     shapes = ({0: Dim("batch", min=1)},) if dynamic else None
-    with torch.no_grad():
-        program = torch.onnx.export(
-            model, (sample,), dynamo=True, opset_version=opset, input_names=[INPUT],
-            output_names=[OUTPUT], dynamic_shapes=shapes, verbose=False, optimize=True,
-        )  # fmt: skip
-    # One self-contained file: every registered model is far below protobuf's 2 GB limit.
-    program.save(path, external_data=False)
+    for optimize in (True, False):
+        with torch.no_grad():
+            program = torch.onnx.export(
+                model, (sample,), dynamo=True, opset_version=opset, input_names=[INPUT],
+                output_names=[OUTPUT], dynamic_shapes=shapes, verbose=False, optimize=optimize,
+            )  # fmt: skip
+        # One self-contained file: every registered model is far below protobuf's 2 GB limit.
+        program.save(path, external_data=False)
+        missing = undefined_inputs(path)
+        if not missing:
+            break
+    else:
+        raise ExportError(f"the ONNX exporter wrote a graph that reads undefined values "
+                          f"({', '.join(missing[:3])}); export with --format torchscript")  # fmt: skip
+    if optimize:
+        return ()
+    # Seen with onnxscript 0.7's optimizer on EfficientNet-Lite's TF-SAME convolutions (a
+    # zero-padded weight folded into an initializer that is then not written), only after
+    # another model was exported in the same process: the unoptimised graph is correct and
+    # ONNX Runtime applies its own graph optimisations when it loads the file.
+    return ("the exporter's graph optimizer left undefined values in the graph; "
+            "wrote the unoptimised graph (ONNX Runtime optimises it when loading)",)  # fmt: skip
+
+
+def undefined_inputs(path: Path) -> list[str]:
+    """Node inputs that no graph input, initializer or earlier node defines (an invalid file
+    that ONNX Runtime refuses to load, which onnx.checker does not report)."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    defined = {i.name for i in graph.input} | {i.name for i in graph.initializer}
+    missing: list[str] = []
+    for node in graph.node:
+        missing += [name for name in node.input if name and name not in defined]
+        defined.update(node.output)
+    return missing
 
 
 def _legacy_export(
