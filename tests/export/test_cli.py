@@ -141,7 +141,7 @@ def test_predict_a_folder_to_csv(smallcnn, photos, capsys, tmp_path, source) -> 
     out_csv = tmp_path / "out.csv"
     code, out, err = run_cli(capsys, "predict", model, photos, "--csv", out_csv, "--topk", "2")
     # notes.txt is listed, but a non-image file in a folder is not a failure
-    files = sorted(p for p in photos.rglob("*") if p.suffix != ".txt")
+    files = sorted(p for p in photos.rglob("*") if p.is_file() and p.suffix != ".txt")
     assert code == 0 and err == ""
     assert out.strip() == f"predicted {len(files)} images; skipped 1 (not_image 1); wrote {out_csv}"
     with open(out_csv, newline="") as fh:

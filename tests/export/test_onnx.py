@@ -84,7 +84,7 @@ def test_a_dynamic_batch_needs_a_trace_batch_of_two(model, tmp_path) -> None:
         to_onnx(model, torch.zeros(1, 1, 28, 28), tmp_path / "m.onnx", metadata=PROPS)
 
 
-def test_undefined_inputs_finds_a_dangling_node_input(tmp_path) -> None:
+def test_ort_refuses_names_a_graph_onnxruntime_cannot_load(model, tmp_path) -> None:
     from onnx import TensorProto, helper
 
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2])
@@ -92,23 +92,25 @@ def test_undefined_inputs_finds_a_dangling_node_input(tmp_path) -> None:
     nodes = [helper.make_node("Add", ["x", "pad_4"], ["s"]), helper.make_node("Relu", ["s"], ["y"])]
     path = tmp_path / "bad.onnx"
     onnx.save(helper.make_model(helper.make_graph(nodes, "g", [x], [y])), str(path))
-    assert onnx_export.undefined_inputs(path) == ["pad_4"]
+    assert "pad_4" in onnx_export.ort_refuses(path)
+    to_onnx(model, torch.zeros(2, 1, 28, 28), tmp_path / "m.onnx", metadata=PROPS)
+    assert onnx_export.ort_refuses(tmp_path / "m.onnx") is None
 
 
-def test_a_graph_the_optimizer_broke_is_exported_unoptimised(model, tmp_path, monkeypatch) -> None:
-    # onnxscript's optimizer once left an initializer out (EfficientNet-Lite, TF-SAME padding):
-    # pretend the optimised graph is broken; the unoptimised one is written and says so.
+def test_a_graph_ort_refuses_is_exported_unoptimised(model, tmp_path, monkeypatch) -> None:
+    # Pretend ONNX Runtime refuses the optimised graph (as it did for EfficientNet-Lite's):
+    # the unoptimised one is written, and the result says so.
     seen: list[bool] = []
-    real = onnx_export.undefined_inputs
+    real = onnx_export.ort_refuses
 
-    def first_broken(path):
+    def first_refused(path):
         seen.append(True)
-        return ["pad_4"] if len(seen) == 1 else real(path)
+        return "Node input 'pad_4' is not a graph input" if len(seen) == 1 else real(path)
 
-    monkeypatch.setattr(onnx_export, "undefined_inputs", first_broken)
+    monkeypatch.setattr(onnx_export, "ort_refuses", first_refused)
     info = to_onnx(model, torch.zeros(2, 1, 28, 28), tmp_path / "m.onnx", metadata=PROPS)
     assert info.exporter == "dynamo" and len(seen) == 2
-    assert "wrote the unoptimised graph" in info.notes[0]
+    assert "refused the exporter's optimised graph (Node input 'pad_4'" in info.notes[0]
     x = torch.randn(3, 1, 28, 28)
     with torch.inference_mode():
         np.testing.assert_allclose(run(tmp_path / "m.onnx", x), model(x).numpy(), atol=1e-5)

@@ -186,11 +186,20 @@ def _image_names(run_dir: Path, dataset: Any, index: list[int], split: str) -> l
     paths = getattr(dataset, "paths", None)
     if paths is not None:
         return [str(paths[i]) for i in index]
-    manifest = run_dir / "split_manifest.json"  # Fashion-MNIST: indices into its train file
+    manifest = run_dir / "split_manifest.csv"  # Fashion-MNIST: rows name IDX-file images
     if manifest.exists():
-        from cnnlab.fsio import read_json
+        from cnnlab.data.split import read_manifest
 
-        source = read_json(manifest).get(split)
-        if source is not None and len(source) == len(dataset):
-            return [f"Fashion-MNIST train image #{source[i]} ({split} #{i})" for i in index]
+        rows = [r.path for r in read_manifest(manifest) if r.split == split]
+        if len(rows) == len(dataset) and all(r.split("#")[0] in IDX_FILES for r in rows):
+            return [f"Fashion-MNIST {_idx_name(rows[i])} ({split} #{i})" for i in index]
     return [f"{split} image #{i}" for i in index]
+
+
+IDX_FILES = {"train-images": "train", "t10k-images": "test"}  # Fashion-MNIST's two image files
+
+
+def _idx_name(row: str) -> str:
+    """'train-images#12345' (a manifest row) -> 'train image #12345'."""
+    source, number = row.split("#")
+    return f"{IDX_FILES[source]} image #{number}"
