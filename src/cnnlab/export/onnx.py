@@ -79,6 +79,7 @@ def _dynamo_export(
     from torch.export import Dim
 
     shapes = ({0: Dim("batch", min=1)},) if dynamic else None
+    refusals: list[str] = []
     for optimize in (True, False):
         with torch.no_grad():
             program = torch.onnx.export(
@@ -90,6 +91,7 @@ def _dynamo_export(
         refused = ort_refuses(path)
         if refused is None:
             break
+        refusals.append(refused)
     else:
         raise ExportError(f"ONNX Runtime cannot load the exported graph ({refused}); export "
                           f"with --format torchscript")  # fmt: skip
@@ -99,7 +101,7 @@ def _dynamo_export(
     # 1.32): the optimised graph loads in onnx but ONNX Runtime's own graph rewriting then
     # refuses it ("Node input 'pad_4' is not a graph input"); the unoptimised graph loads, and
     # ONNX Runtime applies its optimisations to it when it loads the file.
-    return (f"ONNX Runtime refused the exporter's optimised graph ({refused}); wrote the "
+    return (f"ONNX Runtime refused the exporter's optimised graph ({refusals[0]}); wrote the "
             f"unoptimised graph, which it optimises itself when loading",)  # fmt: skip
 
 
