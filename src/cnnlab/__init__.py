@@ -17,6 +17,7 @@ _PUBLIC = {
     "load_run": "cnnlab.api", "RunResult": "cnnlab.api", "LoadedRun": "cnnlab.api",
     "report": "cnnlab.api", "explain": "cnnlab.api", "audit": "cnnlab.api",
     "doctor": "cnnlab.api",
+    "export_run": "cnnlab.api",  # not `export`: that name is the cnnlab.export package
     "create_model": "cnnlab.models", "list_models": "cnnlab.models",
     "Callback": "cnnlab.callbacks", "LambdaCallback": "cnnlab.callbacks",
     "RunStatus": "cnnlab.runs",

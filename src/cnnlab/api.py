@@ -25,6 +25,8 @@ from cnnlab.runtime import tune_process
 from cnnlab.training import RunResult
 
 if TYPE_CHECKING:
+    from cnnlab.evaluation.predict import PredictionSet
+    from cnnlab.export import ExportResult
     from cnnlab.lr_search import LRFindRun
 
 Log = Callable[[str], None]
@@ -314,34 +316,56 @@ def predict(
     images: Sequence[str | Path],
     *,
     topk: int = 5,
+    batch_size: int = 32,
+    csv: str | Path | None = None,
     runs_dir: str | Path | None = None,
-) -> list[dict[str, Any]]:
-    """Top-k classes with probabilities per image, with exactly the training preprocessing."""
-    import torch
+) -> PredictionSet:
+    """Top-k classes with probabilities for image files, folders (searched recursively) and
+    globs, with exactly the training preprocessing, `batch_size` images per forward pass.
+    `run` is a run (folder or name) or an exported model.onnx / model.torchscript.pt.
+    Files that cannot be used are listed in `.skipped` with their reason and never stop the
+    others; `csv` also writes one row per file (path, pred, prob, ..., error).
 
-    from cnnlab.data.folder import load_for_predict
-    from cnnlab.evaluation.evaluate import load_best
-    from cnnlab.evaluation.inference import softmax
+    >>> result = cnnlab.predict("quick", ["shoe.png", "photos/"], topk=3)
+    >>> result.predictions[0].top   # (("Sneaker", 0.93), ("Sandal", 0.05), ...)
+    >>> result.skipped              # Skipped(path, reason, detail) per file not predicted
+    """
+    from cnnlab.evaluation.predict import open_predictor, predict_images
 
     tune_process()
-    if topk < 1:
-        raise ConfigError(f"topk must be at least 1, got {topk}")
-    run_dir = runs.resolve_run(run, runs_dir)
-    model, meta = load_best(run_dir)
-    classes = meta["classes"]
-    out = []
-    for path in images:
-        x = load_for_predict(path, model.preprocess)
-        with torch.inference_mode():
-            probs = softmax(model(x).float().numpy())[0]
-        order = probs.argsort()[::-1][: min(topk, len(classes))]
-        out.append(
-            {
-                "image": str(path),
-                "top": [{"class": classes[i], "prob": float(probs[i])} for i in order],
-            }
-        )
-    return out
+    predictor = open_predictor(run, runs_dir=runs_dir)
+    result = predict_images(predictor, images, topk=topk, batch_size=batch_size)
+    if csv is not None:
+        result.write_csv(csv)
+    return result
+
+
+# ---------------------------------------------------------------------------------------------
+# export
+
+
+def export_run(
+    run: str | Path,
+    *,
+    format: str = "onnx",
+    opset: int | None = None,
+    dynamic_batch: bool = True,
+    images: int = 64,
+    atol: float = 1e-4,
+    rtol: float = 1e-3,
+    runs_dir: str | Path | None = None,
+    log: Log = print,
+) -> ExportResult:
+    """The run's best model as RUN/model.onnx (or model.torchscript.pt), with its classes and
+    preprocessing inside, kept only when ONNX Runtime (or torch.jit) reproduces PyTorch on
+    `images` of the run's validation images: every logit within atol + rtol·|logit| and the
+    same top-1 class. The figures go to RUN/export.json; a failure is a ParityError naming
+    the worst image. (Named export_run: `cnnlab.export` is the package.)"""
+    from cnnlab.export import export_run as export
+
+    tune_process()
+    return export(run, format=format, opset=opset, dynamic_batch=dynamic_batch, images=images,
+                  atol=atol, rtol=rtol, runs_dir=runs_dir, log=log)  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------
@@ -481,7 +505,7 @@ def models(
 
 __all__ = [
     "train", "lr_find", "fit", "load_run", "evaluate", "predict", "report", "explain", "summary",
-    "models", "RunResult", "LoadedRun", "resolve_config", "audit",
+    "models", "RunResult", "LoadedRun", "resolve_config", "audit", "export_run",
 ]  # fmt: skip
 
 

@@ -180,12 +180,56 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--runs-dir", help="where run names are looked up (default: runs)")
     e.add_argument("--json", action="store_true", help="print the full report as JSON")
 
-    pr = sub.add_parser("predict", help="top-k classes for image files")
-    pr.add_argument("run", help="run folder or name")
-    pr.add_argument("images", nargs="+", help="image files")
+    pr = sub.add_parser("predict", help="top-k classes for image files, folders or globs")
+    pr.add_argument(
+        "run",
+        metavar="RUN|MODEL",
+        help="run folder or name, or an exported model.onnx/model.torchscript.pt",
+    )
+    pr.add_argument(
+        "images",
+        nargs="+",
+        metavar="IMAGES",
+        help="image files, folders (recursively) or globs ('photos/*.jpg')",
+    )
     pr.add_argument("--topk", type=int, default=5, help="classes per image (default: 5)")
+    pr.add_argument("--batch-size", type=int, default=32,
+                    help="images per forward pass (default: 32)")  # fmt: skip
+    pr.add_argument(
+        "--csv",
+        metavar="PATH",
+        help="write a row per file (path, pred, prob, ..., error); print a summary",
+    )
     pr.add_argument("--runs-dir", help="where run names are looked up (default: runs)")
     pr.add_argument("--json", action="store_true", help="print the results as JSON")
+
+    xp = sub.add_parser("export", help="the run's best model as ONNX or TorchScript, checked "
+                        "against PyTorch on its validation images")  # fmt: skip
+    xp.add_argument("run", help="run folder or name")
+    xp.add_argument(
+        "--format",
+        default="onnx",
+        choices=["onnx", "torchscript"],
+        help="onnx (RUN/model.onnx, default) or torchscript (model.torchscript.pt)",
+    )
+    xp.add_argument("--opset", type=int, help="ONNX opset (default: the exporter's, 18 or later)")
+    batch = xp.add_mutually_exclusive_group()
+    batch.add_argument("--dynamic-batch", dest="dynamic_batch", action="store_true", default=True,
+                       help="any batch size (default)")  # fmt: skip
+    batch.add_argument("--fixed-batch", dest="dynamic_batch", action="store_false",
+                       help="batch size 1, for runtimes that need static shapes")  # fmt: skip
+    xp.add_argument("--images", type=int, default=64,
+                    help="validation images of the parity check (default: 64)")  # fmt: skip
+    xp.add_argument(
+        "--atol",
+        type=float,
+        default=1e-4,
+        help="parity: |Δlogit| allowed besides --rtol·|logit| (default: 1e-4)",
+    )
+    xp.add_argument("--rtol", type=float, default=1e-3,
+                    help="parity: the relative part (default: 1e-3)")  # fmt: skip
+    xp.add_argument("--runs-dir", help="where run names are looked up (default: runs)")
+    xp.add_argument("--json", action="store_true", help="print the export record as JSON")
 
     r = sub.add_parser("report", help="write RUN/report.html, one self-contained page")
     r.add_argument("run", help="run folder or name")
@@ -370,15 +414,43 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from cnnlab import api
+    from cnnlab.errors import DataError
 
-    results = api.predict(args.run, args.images, topk=args.topk, runs_dir=args.runs_dir)
+    result = api.predict(args.run, args.images, topk=args.topk, batch_size=args.batch_size,
+                         csv=args.csv, runs_dir=args.runs_dir)  # fmt: skip
     if args.json:
-        print(json.dumps(results, indent=2))
-        return 0
-    for r in results:
-        print(r["image"])
-        for t in r["top"]:
-            print(f"  {t['prob']:7.2%}  {t['class']}")
+        print(json.dumps(result.records(), indent=2))
+    elif args.csv:
+        print(f"{result.summary()}; wrote {args.csv}")
+    else:
+        for p in result.predictions:
+            print(p.path)
+            for name, prob in p.top:
+                print(f"  {prob:7.2%}  {name}")
+        for s in result.skipped:
+            print(f"{s.path}\n  skipped: {s.reason} ({s.detail})")
+    bad = result.bad
+    if bad:  # after the good ones are out: the exit code says some files were not predicted
+        names = ", ".join(f"{b.path} ({b.reason})" for b in bad[:3])
+        more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
+        where = f" (rows in {args.csv})" if args.csv else ""
+        raise DataError(
+            f"{len(bad)} of {len(bad) + len(result.predictions)} files could not be predicted"
+            f": {names}{more}{where}; the others were predicted"
+        )
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from cnnlab import api
+
+    result = api.export_run(
+        args.run, format=args.format, opset=args.opset, dynamic_batch=args.dynamic_batch,
+        images=args.images, atol=args.atol, rtol=args.rtol, runs_dir=args.runs_dir,
+        log=(lambda s: None) if args.json else print,
+    )  # fmt: skip
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
     return 0
 
 
@@ -493,7 +565,7 @@ COMMANDS = {
     "train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "summary": cmd_summary,
     "models": cmd_models, "conv": cmd_conv, "data": cmd_data, "experiment": cmd_experiment,
     "report": cmd_report, "explain": cmd_explain, "audit": cmd_audit, "doctor": cmd_doctor,
-    "lr-find": cmd_lr_find,
+    "lr-find": cmd_lr_find, "export": cmd_export,
 }  # fmt: skip
 
 

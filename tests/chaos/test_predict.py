@@ -1,14 +1,12 @@
 """`predict` on a mix of good and bad files predicts the good ones, lists the bad ones and exits
-non-zero (today it stops at the first bad file and prints nothing for the good ones)."""
+non-zero (before the batched rewrite it stopped at the first bad file and printed nothing for
+the good ones)."""
 
 from __future__ import annotations
-
-import pytest
 
 from tests.chaos.harness import EXIT_DATA, cli, folder_state, untouched_outside
 
 
-@pytest.mark.xfail(strict=True, reason="predict rewrite in progress")
 def test_predict_on_good_and_bad_files_predicts_the_good_and_names_the_bad(
     capsys, run, photos, tmp_path
 ):

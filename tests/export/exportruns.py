@@ -24,6 +24,7 @@ from cnnlab.data.build import build_data
 from cnnlab.export import export_model
 from cnnlab.fsio import write_json, write_text
 from cnnlab.models import create_model, get_model_info
+from cnnlab.plan import InputPlan
 
 CLASSES = ("ants", "bees", "wasps")
 
@@ -78,9 +79,8 @@ def make_run(
     if pretrained:
         spec = get_model_info(model).weights.preprocess
         preprocess = dataclasses.replace(spec, input_size=(3, image_size, image_size))
-    bundle = build_data(
-        cfg, preprocess=preprocess, image_size=image_size, in_chans=in_chans, log=lambda s: None
-    )
+    inputs = InputPlan(preprocess, image_size, in_chans)
+    bundle = build_data(cfg, inputs, log=lambda s: None)
     bundle.write_artifacts(run_dir)
     write_json(run_dir / "classes.json", bundle.classes)
     torch.manual_seed(seed)

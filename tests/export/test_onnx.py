@@ -82,3 +82,35 @@ def test_an_opset_the_exporter_did_not_write_is_an_error(model, tmp_path, monkey
 def test_a_dynamic_batch_needs_a_trace_batch_of_two(model, tmp_path) -> None:
     with pytest.raises(ValueError, match="at least 2"):
         to_onnx(model, torch.zeros(1, 1, 28, 28), tmp_path / "m.onnx", metadata=PROPS)
+
+
+def test_ort_refuses_names_a_graph_onnxruntime_cannot_load(model, tmp_path) -> None:
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2])
+    nodes = [helper.make_node("Add", ["x", "pad_4"], ["s"]), helper.make_node("Relu", ["s"], ["y"])]
+    path = tmp_path / "bad.onnx"
+    onnx.save(helper.make_model(helper.make_graph(nodes, "g", [x], [y])), str(path))
+    assert "pad_4" in onnx_export.ort_refuses(path)
+    to_onnx(model, torch.zeros(2, 1, 28, 28), tmp_path / "m.onnx", metadata=PROPS)
+    assert onnx_export.ort_refuses(tmp_path / "m.onnx") is None
+
+
+def test_a_graph_ort_refuses_is_exported_unoptimised(model, tmp_path, monkeypatch) -> None:
+    # Pretend ONNX Runtime refuses the optimised graph (as it did for EfficientNet-Lite's):
+    # the unoptimised one is written, and the result says so.
+    seen: list[bool] = []
+    real = onnx_export.ort_refuses
+
+    def first_refused(path):
+        seen.append(True)
+        return "Node input 'pad_4' is not a graph input" if len(seen) == 1 else real(path)
+
+    monkeypatch.setattr(onnx_export, "ort_refuses", first_refused)
+    info = to_onnx(model, torch.zeros(2, 1, 28, 28), tmp_path / "m.onnx", metadata=PROPS)
+    assert info.exporter == "dynamo" and len(seen) == 2
+    assert "refused the exporter's optimised graph (Node input 'pad_4'" in info.notes[0]
+    x = torch.randn(3, 1, 28, 28)
+    with torch.inference_mode():
+        np.testing.assert_allclose(run(tmp_path / "m.onnx", x), model(x).numpy(), atol=1e-5)

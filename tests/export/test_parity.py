@@ -92,7 +92,7 @@ def test_diagnosis_tells_float32_rounding_from_an_export_problem() -> None:
     assert rounding.diagnosis() == (
         "against float64 arithmetic, PyTorch's float32 logits are off by up to 4.0e-04 and the "
         "export's by 2.0e-04: the export is as exact as PyTorch itself, the network amplifies "
-        "float32 rounding beyond the tolerance; accept it with a larger atol"
+        "float32 rounding beyond the tolerance; accept it with a larger --atol"
     )
     broken = dataclasses.replace(failed, torch_fp32_error=1e-6, exported_error=1e-3)
     assert broken.diagnosis().endswith("the export is less exact than PyTorch, an export problem")

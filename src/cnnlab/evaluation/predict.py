@@ -22,7 +22,7 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -62,6 +62,26 @@ class PredictionSet:
             parts = ", ".join(f"{r} {n}" for r, n in sorted(reasons.items(), key=lambda x: -x[1]))
             line += f"; skipped {len(self.skipped)} ({parts})"
         return line
+
+    @property
+    def bad(self) -> list[Skipped]:
+        """The skipped files that were meant as images: given by name, or with an image
+        extension but unreadable. A non-image file met in a folder (notes.txt) is listed in
+        `skipped` but is not a failure."""
+        return [s for s in self.skipped if s.reason in imaging.BAD_IMAGE_REASONS]
+
+    def records(self) -> list[dict[str, Any]]:
+        """Plain data for JSON: {"image", "top": [{"class", "prob"}]} per predicted image, then
+        {"image", "skipped": {"reason", "detail"}} per skipped file."""
+        good = [
+            {"image": p.path, "top": [{"class": c, "prob": q} for c, q in p.top]}
+            for p in self.predictions
+        ]
+        skipped = [
+            {"image": s.path, "skipped": {"reason": s.reason, "detail": s.detail}}
+            for s in self.skipped
+        ]
+        return good + skipped
 
     def write_csv(self, path: str | os.PathLike) -> Path:
         """One row per input file: path, pred, prob, pred_2, prob_2, ..., error (skipped files
@@ -198,17 +218,19 @@ def open_predictor(
 
 
 class RunPredictor:
-    """A run's best model (model.safetensors) in PyTorch on the CPU."""
+    """A run's best model (model.safetensors) in PyTorch on the CPU, as `evaluate` runs it: the
+    inference copy with BatchNorm folded, channels_last (evaluation/inference.py)."""
 
     def __init__(
         self, run: str | os.PathLike, *, runs_dir: str | os.PathLike | None = None
     ) -> None:
         from cnnlab import runs
-        from cnnlab.export import load_exported
+        from cnnlab.evaluation.evaluate import load_best
 
         self.run_dir = runs.resolve_run(run, runs_dir)
-        self.model, card = load_exported(self.run_dir)
+        self.model, card = load_best(self.run_dir)  # notes a run still training on stderr
         self._classes = list(card["classes"])
+        self._fast: Any = None  # built on the first batch, which it is checked against
 
     @property
     def classes(self) -> list[str]:
@@ -227,8 +249,12 @@ class RunPredictor:
     def logits(self, batch: np.ndarray) -> np.ndarray:
         import torch
 
-        with torch.inference_mode():
-            return self.model(torch.from_numpy(batch)).float().numpy()
+        from cnnlab.evaluation.inference import inference_model
+
+        x = torch.from_numpy(batch)
+        if self._fast is None:
+            self._fast = inference_model(self.model.cpu().eval(), x)
+        return self._fast(x).float().numpy()
 
 
 class TorchScriptPredictor:

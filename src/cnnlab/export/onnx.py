@@ -59,8 +59,8 @@ def to_onnx(
         _legacy_export(model, sample, path, opset, dynamic_batch)
         return OnnxInfo("legacy", _finish(path, metadata, opset), (why,))
     try:
-        _dynamo_export(model, sample, path, opset, dynamic_batch)
-        return OnnxInfo("dynamo", _finish(path, metadata, opset))
+        notes = _dynamo_export(model, sample, path, opset, dynamic_batch)
+        return OnnxInfo("dynamo", _finish(path, metadata, opset), notes)
     except ExportError:
         raise
     except Exception as e:  # the dynamo exporter raises many types; the fallback is documented
@@ -75,17 +75,47 @@ def to_onnx(
 
 def _dynamo_export(
     model: torch.nn.Module, sample: torch.Tensor, path: Path, opset: int | None, dynamic: bool
-) -> None:
+) -> tuple[str, ...]:
     from torch.export import Dim
 
     shapes = ({0: Dim("batch", min=1)},) if dynamic else None
-    with torch.no_grad():
-        program = torch.onnx.export(
-            model, (sample,), dynamo=True, opset_version=opset, input_names=[INPUT],
-            output_names=[OUTPUT], dynamic_shapes=shapes, verbose=False, optimize=True,
-        )  # fmt: skip
-    # One self-contained file: every registered model is far below protobuf's 2 GB limit.
-    program.save(path, external_data=False)
+    refusals: list[str] = []
+    for optimize in (True, False):
+        with torch.no_grad():
+            program = torch.onnx.export(
+                model, (sample,), dynamo=True, opset_version=opset, input_names=[INPUT],
+                output_names=[OUTPUT], dynamic_shapes=shapes, verbose=False, optimize=optimize,
+            )  # fmt: skip
+        # One self-contained file: every registered model is far below protobuf's 2 GB limit.
+        program.save(path, external_data=False)
+        refused = ort_refuses(path)
+        if refused is None:
+            break
+        refusals.append(refused)
+    else:
+        raise ExportError(f"ONNX Runtime cannot load the exported graph ({refused}); export "
+                          f"with --format torchscript")  # fmt: skip
+    if optimize:
+        return ()
+    # Seen with EfficientNet-Lite (TF-SAME padding, torch 2.14, onnxscript 0.7, onnxruntime
+    # 1.32): the optimised graph loads in onnx but ONNX Runtime's own graph rewriting then
+    # refuses it ("Node input 'pad_4' is not a graph input"); the unoptimised graph loads, and
+    # ONNX Runtime applies its optimisations to it when it loads the file.
+    return (f"ONNX Runtime refused the exporter's optimised graph ({refusals[0]}); wrote the "
+            f"unoptimised graph, which it optimises itself when loading",)  # fmt: skip
+
+
+def ort_refuses(path: Path) -> str | None:
+    """Why ONNX Runtime (CPU, default options, as a user loads the file) cannot load `path`,
+    or None when it can. The parity check needs onnxruntime anyway."""
+    import onnxruntime as ort
+
+    try:
+        ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    except Exception as e:  # onnxruntime raises its own exception types for a bad graph
+        text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        return text.split("INVALID_ARGUMENT : ")[-1][:200]
+    return None
 
 
 def _legacy_export(

@@ -75,7 +75,7 @@ class Parity:
         if self.exported_error <= self.torch_fp32_error:
             return (
                 f"{numbers}: the export is as exact as PyTorch itself, the network amplifies "
-                f"float32 rounding beyond the tolerance; accept it with a larger atol"
+                f"float32 rounding beyond the tolerance; accept it with a larger --atol"
             )
         return f"{numbers}: the export is less exact than PyTorch, an export problem"
 
@@ -156,9 +156,9 @@ def torch_logits(model: torch.nn.Module, x: torch.Tensor, batch: int = 32) -> np
 
 
 # ---------------------------------------------------------------------------------------------
-# The one adapter to the run's data. It rebuilds the data set from config.yaml and the split
-# manifest the way `cnnlab.api._eval_bundle` does for `evaluate`; when the API gives a public
-# way to get a run's evaluation data, only this function changes.
+# The one adapter to the run's data: `evaluate`'s own `run_bundle` (config.yaml, the split
+# manifest and the saved model's preprocessing), so parity is checked on exactly the pixels
+# `evaluate` feeds the model.
 
 
 def validation_images(
@@ -166,17 +166,11 @@ def validation_images(
 ) -> ParityImages:
     """Up to `limit` of the run's validation images (test if it has no validation split),
     evenly spread over the split, preprocessed exactly as `evaluate` preprocesses them."""
-    from cnnlab import config as C
-    from cnnlab.data.build import build_data
+    from cnnlab import runs
     from cnnlab.errors import RunError
+    from cnnlab.evaluation.evaluate import run_bundle
 
-    cfg = C.load_yaml(run_dir / "config.yaml")
-    manifest = run_dir / "split_manifest.csv"
-    spec = model.preprocess
-    bundle = build_data(
-        cfg, preprocess=spec, image_size=spec.input_size[1], in_chans=spec.input_size[0],
-        manifest=manifest if manifest.exists() else None, log=lambda s: None,
-    )  # fmt: skip
+    bundle = run_bundle(runs.read_config(run_dir), run_dir, model.preprocess)
     split, dataset = ("val", bundle.val) if bundle.val is not None else ("test", bundle.test)
     if dataset is None or len(dataset) == 0:
         raise RunError(f"{run_dir} has no validation or test images to check the export on")
@@ -192,11 +186,20 @@ def _image_names(run_dir: Path, dataset: Any, index: list[int], split: str) -> l
     paths = getattr(dataset, "paths", None)
     if paths is not None:
         return [str(paths[i]) for i in index]
-    manifest = run_dir / "split_manifest.json"  # Fashion-MNIST: indices into its train file
+    manifest = run_dir / "split_manifest.csv"  # Fashion-MNIST: rows name IDX-file images
     if manifest.exists():
-        from cnnlab.fsio import read_json
+        from cnnlab.data.split import read_manifest
 
-        source = read_json(manifest).get(split)
-        if source is not None and len(source) == len(dataset):
-            return [f"Fashion-MNIST train image #{source[i]} ({split} #{i})" for i in index]
+        rows = [r.path for r in read_manifest(manifest) if r.split == split]
+        if len(rows) == len(dataset) and all(r.split("#")[0] in IDX_FILES for r in rows):
+            return [f"Fashion-MNIST {_idx_name(rows[i])} ({split} #{i})" for i in index]
     return [f"{split} image #{i}" for i in index]
+
+
+IDX_FILES = {"train-images": "train", "t10k-images": "test"}  # Fashion-MNIST's two image files
+
+
+def _idx_name(row: str) -> str:
+    """'train-images#12345' (a manifest row) -> 'train image #12345'."""
+    source, number = row.split("#")
+    return f"{IDX_FILES[source]} image #{number}"

@@ -24,7 +24,7 @@ import torch
 
 from cnnlab import fsio, runs
 from cnnlab.deploy import DeployMetadata
-from cnnlab.errors import ConfigError, unknown
+from cnnlab.errors import EXIT_RUN, ConfigError, unknown
 from cnnlab.export.onnx import ExportError, OnnxInfo, to_onnx
 from cnnlab.export.parity import (
     ATOL,
@@ -39,7 +39,6 @@ from cnnlab.export.parity import (
     with_float64,
 )
 from cnnlab.export.torchscript import load_torchscript, to_torchscript
-from cnnlab.export.weights import load_exported
 
 RECORD = "export.json"
 
@@ -54,7 +53,10 @@ class ExportFormat(str, Enum):
 
 
 class ParityError(ExportError):
-    """The exported file does not reproduce the PyTorch model."""
+    """The exported file does not reproduce the PyTorch model: the run's model cannot leave in
+    that format (exit 5, as for an unusable checkpoint), not a usage error."""
+
+    exit_code = EXIT_RUN
 
 
 @dataclass(frozen=True)
@@ -100,9 +102,11 @@ def export_run(
         raise ConfigError("--opset applies to ONNX only; drop it for --format torchscript")
     if images < 1:
         raise ConfigError(f"the parity check needs at least 1 image, got {images}")
+    from cnnlab.evaluation.evaluate import load_best
+
     run_dir = runs.resolve_run(run, runs_dir)
     start = time.perf_counter()
-    model, card = load_exported(run_dir)
+    model, card = load_best(run_dir)  # as evaluate reads it (a run still training: a note)
     model = model.cpu().float().eval()
     data = validation_images(run_dir, model, limit=images)
     meta = deploy_metadata(card, model)
