@@ -62,7 +62,11 @@ def test_onnx_export_reproduces_pytorch(run_of, family: str) -> None:
     name, size, pretrained = CASES[family]
     run_dir = run_of(name, size, pretrained)
     lines: list[str] = []
-    result = export_run(run_dir, format="onnx", log=lines.append)
+    # Inception's 94 layers amplify float32 rounding: on this briefly trained model PyTorch's
+    # and ONNX Runtime's logits are each up to ~7e-4 from a float64 reference (the export's
+    # own diagnosis), in opposite directions, so 1e-4 cannot hold for either; 2e-3 does
+    atol = 2e-3 if family == "inception" else 1e-4
+    result = export_run(run_dir, format="onnx", log=lines.append, atol=atol)
 
     assert result.path == run_dir / "model.onnx" and result.path.is_file()
     assert result.exporter == "dynamo exporter" and result.opset >= 18 and result.dynamic_batch
@@ -74,7 +78,7 @@ def test_onnx_export_reproduces_pytorch(run_of, family: str) -> None:
     session = ort.InferenceSession(str(result.path), providers=["CPUExecutionProvider"])
     for batch in (x[:1], x[:5], x):
         out = session.run(None, {"image": batch.numpy()})[0]
-        np.testing.assert_allclose(out, ref[: len(batch)], atol=1e-4, rtol=1e-3)
+        np.testing.assert_allclose(out, ref[: len(batch)], atol=atol, rtol=1e-3)
         assert (out.argmax(1) == ref[: len(batch)].argmax(1)).all()
     # The line printed and the record agree with the result.
     assert lines[0].startswith(f"exported {run_dir / 'model.onnx'} (ONNX opset {result.opset}")
