@@ -6,7 +6,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from exportruns import make_run
+
+from tests.export.exportruns import make_run
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -13,12 +13,12 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
-from test_run import reference, val_files
 
 import cnnlab
 from cnnlab.cli import main
 from cnnlab.data.transforms import load_for_predict
 from cnnlab.export import load_exported
+from tests.export.test_run import reference, val_files
 
 
 def run_cli(capsys, *argv) -> tuple[int, str, str]:

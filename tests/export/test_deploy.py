@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from exportruns import photo
 from PIL import Image
 from torchvision.transforms.v2 import functional as F
 
@@ -26,6 +25,7 @@ from cnnlab.export import export_model, load_exported
 from cnnlab.export.onnx import to_onnx
 from cnnlab.models import create_model
 from cnnlab.models.spec import PreprocessSpec
+from tests.export.exportruns import photo
 
 MEAN3, STD3 = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 

@@ -12,7 +12,6 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
-from exportruns import CLASSES
 
 from cnnlab import config as C
 from cnnlab.data.transforms import load_for_predict, resize_size
@@ -20,6 +19,7 @@ from cnnlab.errors import ConfigError, RunError
 from cnnlab.export import ExportFormat, ParityError, export_run, load_exported
 from cnnlab.export.torchscript import load_torchscript
 from cnnlab.models import get_model_info, list_models
+from tests.export.exportruns import CLASSES
 
 # One model per registered family, at a small size (smallcnn at its 28 px); for the families
 # with several members, the one with the most unusual operators. EfficientNet is the pretrained
