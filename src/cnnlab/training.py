@@ -204,7 +204,8 @@ def audit_data(plan: RunPlan, prepared: Prepared, log: Log) -> Any:
 
 def release_name(run_dir: Path) -> None:
     """Remove what a failed set-up wrote; the folder goes too when nothing else is in it."""
-    for name in (*SETUP_FILES, "skipped.csv", "split_manifest.csv", "class_counts.json"):
+    made = ("skipped.csv", "split_manifest.csv", "class_counts.json", "audit.json", "audit.png")
+    for name in (*SETUP_FILES, *made):
         if name != runs.LOCK:
             (run_dir / name).unlink(missing_ok=True)
     leftovers = [p for p in run_dir.iterdir() if p.name != runs.LOCK]
