@@ -83,6 +83,17 @@ class PredictionSet:
         ]
         return good + skipped
 
+    # A sequence of records(), as predict() returned before it grew folders and skipped files:
+    # `cnnlab.predict(run, ["a.png"])[0]["top"]` keeps working.
+    def __len__(self) -> int:
+        return len(self.predictions) + len(self.skipped)
+
+    def __getitem__(self, i: Any) -> Any:
+        return self.records()[i]
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return iter(self.records())
+
     def write_csv(self, path: str | os.PathLike) -> Path:
         """One row per input file: path, pred, prob, pred_2, prob_2, ..., error (skipped files
         have an empty prediction and the reason in `error`), in input order."""
