@@ -37,8 +37,9 @@ browser:
 demo: data
 	$(VENV)/bin/cnnlab train --name demo
 
+# two workers, one test file each (module fixtures train once): the suite on 2 cores
 test: data browser
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadfile
 
 lint: setup
 	$(VENV)/bin/ruff check src tests benchmarks
