@@ -17,17 +17,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from cnnlab.severity import Severity
+
 AUDIT_FORMAT_VERSION = 1
-
-
-class Severity(str, enum.Enum):
-    ERROR = "error"  # the reported accuracy cannot be trusted as the data stands
-    WARNING = "warning"  # worth fixing before a training run
-    INFO = "info"  # a property of the data to know about
-
-    @property
-    def order(self) -> int:
-        return {"error": 0, "warning": 1, "info": 2}[self.value]
 
 
 class Code(str, enum.Enum):
@@ -93,7 +85,7 @@ class Finding:
 
 def rank(findings: list[Finding]) -> list[Finding]:
     """Errors first, then warnings, then info; within one severity the larger score first."""
-    return sorted(findings, key=lambda f: (f.severity.order, -f.score, f.code.order, f.files))
+    return sorted(findings, key=lambda f: (f.severity.rank, -f.score, f.code.order, f.files))
 
 
 @dataclass

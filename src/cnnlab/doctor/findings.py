@@ -14,16 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cnnlab.doctor import thresholds
-
-
-class Severity(str, enum.Enum):
-    ERROR = "error"  # the run cannot succeed as configured
-    WARNING = "warning"  # it succeeded less than it could, or its numbers mislead
-    INFO = "info"  # worth knowing; nothing to fix
-
-    @property
-    def rank(self) -> int:
-        return {"error": 0, "warning": 1, "info": 2}[self.value]
+from cnnlab.severity import Severity
 
 
 class Code(str, enum.Enum):
