@@ -13,17 +13,23 @@ import pytest
 from tests.chaos.conftest import TINY
 from tests.chaos.harness import EXIT_INTERRUPTED, Outcome, left_in_group, untouched_outside
 
-# cnnlab with a data scan that takes as long as we like: it says "scanning" and waits
-SLOW_SCAN = """
+
+def _slow(module: str, function: str, word: str) -> str:
+    """cnnlab's CLI with `module.function` replaced by one that prints `word` and waits."""
+    return f"""
 import sys, time
-import cnnlab.data.build as build
+import {module} as target
 def slow(*args, **kwargs):
-    print("scanning", flush=True)
+    print("{word}", flush=True)
     time.sleep(120)
-build.build_data = slow
+target.{function} = slow
 from cnnlab.cli import main
 sys.exit(main(sys.argv[1:]))
 """
+
+
+# cnnlab with a data scan that takes as long as we like: it says "scanning" and waits
+SLOW_SCAN = _slow("cnnlab.data.build", "build_data", "scanning")
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
@@ -47,16 +53,7 @@ def test_a_signal_during_set_up_stops_cleanly_and_frees_the_name(photos, tmp_pat
 
 
 # cnnlab evaluate with an evaluation that takes as long as we like
-SLOW_EVALUATE = """
-import sys, time
-import cnnlab.evaluation.inference as inference
-def slow(*args, **kwargs):
-    print("evaluating", flush=True)
-    time.sleep(120)
-inference.predict_logits = slow
-from cnnlab.cli import main
-sys.exit(main(sys.argv[1:]))
-"""
+SLOW_EVALUATE = _slow("cnnlab.evaluation.inference", "predict_logits", "evaluating")
 
 
 def test_sigterm_during_evaluate_stops_like_ctrl_c_and_changes_nothing(run, photos, tmp_path):
