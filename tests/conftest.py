@@ -3,8 +3,26 @@ import os
 import pytest
 import torch
 
-# CPU results are bitwise repeatable only at a fixed thread count.
-torch.set_num_threads(2)
+from cnnlab.runtime import cpu_threads
+
+
+def _pin_xdist_worker() -> None:
+    """Under `pytest -n N` with N <= CPUs, each worker (and every process it starts) runs on a
+    CPU of its own, so cnnlab gives it one torch thread (runtime.cpu_threads) where tests ask
+    for 2: N workers x 2 threads on N cores spin on each other (1.55x slower measured,
+    benchmarks/RESULTS.md "Threads")."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0") or 0)
+    if not worker.startswith("gw") or not hasattr(os, "sched_setaffinity"):
+        return
+    cpus = sorted(os.sched_getaffinity(0))
+    if 0 < count <= len(cpus):
+        os.sched_setaffinity(0, {cpus[int(worker[2:]) % len(cpus)]})
+
+
+_pin_xdist_worker()
+# CPU results are bitwise repeatable only at a fixed thread count (2, or 1 on a pinned worker).
+torch.set_num_threads(cpu_threads(2))
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 

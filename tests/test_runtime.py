@@ -1,3 +1,4 @@
+import os
 import platform
 import subprocess
 import sys
@@ -72,3 +73,30 @@ def test_opt_out_changes_nothing():
     tuning = runtime.tune_process(environ=env)
     assert not tuning.applied
     assert env == {"CNNLAB_TUNE_MALLOC": "0"}
+
+
+def test_threads_are_capped_at_the_cpus_the_process_may_use(monkeypatch):
+    from cnnlab.engine.devices import cpu_threads_text
+    from cnnlab.runtime import available_cpus, cpu_threads
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {3}, raising=False)
+    assert available_cpus() == 1
+    assert cpu_threads(2) == 1 and cpu_threads(1) == 1
+    assert (
+        cpu_threads_text(2) == "1 CPU thread (--threads 2, but this process may run on 1 CPU only)"
+    )
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
+    assert cpu_threads(2) == 2 and cpu_threads(8) == 4
+
+
+def test_a_pinned_training_process_runs_one_thread(tmp_path):
+    # a real process pinned to one CPU: --threads 2 gives torch 1 thread, said on the device line
+    if not hasattr(os, "sched_setaffinity"):
+        pytest.skip("no CPU affinity on this platform")
+    code = (
+        "import os, torch; os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]}); "
+        "from cnnlab.engine.seeding import configure_determinism; "
+        "configure_determinism(False, 2); print(torch.get_num_threads())"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "1"

@@ -12,6 +12,12 @@ evaluation process does anyway.
     from cnnlab.runtime import tune_process
     tune_process()          # first thing in main(), before any tensor is allocated
 
+Threads: a process limited to fewer CPUs than the threads it is asked for (`taskset`, a
+container's cpuset, a test worker pinned to one core) gets one torch thread per CPU it may run
+on. OpenMP threads that outnumber their CPUs spin and wait on each other: two `--threads 2`
+trainings sharing 2 cores, each pinned to one, ran 1.55x faster at 1 thread each
+(benchmarks/RESULTS.md, "Threads").
+
 Child processes (DataLoader workers, DDP ranks, `cnnlab experiment` subprocesses) inherit the
 environment variables; forked children also inherit the mallopt settings themselves.
 """
@@ -34,6 +40,19 @@ THRESHOLD = 1 << 30
 ENV = {"MALLOC_MMAP_THRESHOLD_": str(THRESHOLD), "MALLOC_TRIM_THRESHOLD_": str(THRESHOLD)}
 # Set to 0 to keep glibc's defaults (for measuring the difference, or a memory-tight machine).
 OPT_OUT = "CNNLAB_TUNE_MALLOC"
+
+
+def available_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask), not the machine's count."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def cpu_threads(requested: int) -> int:
+    """Torch threads for a request of `requested`: never more than the CPUs available."""
+    return max(1, min(requested, available_cpus()))
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from cnnlab.config import Config
 from cnnlab.errors import ConfigError
+from cnnlab.runtime import available_cpus, cpu_threads
 
 # Set by torchrun (TORCHELASTIC_RUN_ID, LOCAL_RANK) and SLURM's srun (SLURM_NTASKS).
 LAUNCHER_VARS = ("TORCHELASTIC_RUN_ID", "SLURM_NTASKS", "LOCAL_RANK")
@@ -22,14 +23,29 @@ class DevicePlan:
 
 
 def plan_device(cfg: Config) -> DevicePlan:
-    accelerator, reason = choose_device(cfg.train.device)
+    accelerator, reason = choose_device(cfg.train.device, cfg.train.threads)
     notes = check_accelerator_settings(cfg, accelerator)
     check_processes(cfg, accelerator)
     return DevicePlan(accelerator, reason, strategy_for(cfg, accelerator), tuple(notes))
 
 
-def choose_device(requested: str) -> tuple[str, str]:
-    """(accelerator, why)."""
+def cpu_threads_text(threads: int | None) -> str:
+    """ "2 CPU threads", or why fewer than asked for (`runtime.cpu_threads`)."""
+    import torch
+
+    if threads is None:
+        return f"{torch.get_num_threads()} CPU threads"
+    used = cpu_threads(threads)
+    if used < threads:
+        return (
+            f"{used} CPU thread{'s' if used > 1 else ''} (--threads {threads}, but this process "
+            f"may run on {available_cpus()} CPU{'s' if available_cpus() > 1 else ''} only)"
+        )
+    return f"{used} CPU threads" if used > 1 else "1 CPU thread"
+
+
+def choose_device(requested: str, threads: int | None = None) -> tuple[str, str]:
+    """(accelerator, why); on the CPU the why names the torch threads the run will use."""
     import torch
 
     cuda, mps = torch.cuda.is_available(), torch.backends.mps.is_available()
@@ -38,7 +54,7 @@ def choose_device(requested: str) -> tuple[str, str]:
             return "cuda", f"CUDA device found: {torch.cuda.get_device_name(0)}"
         if mps:
             return "mps", "Apple MPS device found (no CUDA)"
-        return "cpu", f"no CUDA or MPS device found; {torch.get_num_threads()} CPU threads"
+        return "cpu", f"no CUDA or MPS device found; {cpu_threads_text(threads)}"
     if requested == "cuda" and not cuda:
         raise ConfigError(
             "--device cuda asked for, but no CUDA device is visible; use --device auto"

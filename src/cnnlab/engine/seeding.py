@@ -13,6 +13,7 @@ import random
 import numpy as np
 import torch
 
+from cnnlab.runtime import cpu_threads
 from cnnlab.seeds import derive_seed
 
 __all__ = ["derive_seed", "seed_step", "seed_all", "configure_determinism"]
@@ -31,9 +32,10 @@ def seed_all(seed: int) -> None:
 
 
 def configure_determinism(deterministic: bool, threads: int | None) -> None:
-    """Fix the thread count (CPU reductions are bitwise repeatable only at a fixed count)."""
+    """Fix the thread count (CPU reductions are bitwise repeatable only at a fixed count), at
+    most one thread per CPU this process may use (`runtime.cpu_threads`)."""
     if threads is not None:
-        torch.set_num_threads(threads)
+        torch.set_num_threads(cpu_threads(threads))
     if deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True, warn_only=True)

@@ -26,7 +26,8 @@ from cnnlab.experiment.results import (
     stop_kind,
     write_results,
 )
-from cnnlab.experiment.runner import available_cpus, describe_plan, run_experiment
+from cnnlab.experiment.runner import describe_plan, run_experiment
+from cnnlab.runtime import available_cpus
 
 __all__ = [
     "Experiment", "ExperimentResult", "RunSpec", "load_experiment", "run_experiment",

@@ -17,6 +17,7 @@ from cnnlab.experiment.plan import Experiment, RunSpec, load_experiment
 from cnnlab.experiment.results import ExperimentResult, write_results
 from cnnlab.fsio import write_text
 from cnnlab.runs import RunStatus, try_read_status
+from cnnlab.runtime import available_cpus
 
 Log = Callable[[str], None]
 # Keys that change speed, not results: a run trained with other values is still the same run.
@@ -163,13 +164,6 @@ def _run_inprocess(spec: RunSpec, folder: Path, action: str, log: Log) -> None:
         except Exception as e:  # one bad run must not end the experiment
             tee(f"run failed: {_one_line(e)}")
             _record_failure(run_dir, _one_line(e))
-
-
-def available_cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def _run_parallel(todo: list[tuple[RunSpec, str]], folder: Path, n: int, log: Log) -> None:
