@@ -188,6 +188,39 @@ def test_overfitting_needs_the_gap_and_a_rising_validation_loss():
     assert R.overfitting(make_run(collapsed), None) == []  # val 14%: within 5 points of 10%
 
 
+def test_overfitting_when_the_gap_keeps_opening_with_a_falling_validation_loss():
+    # the last 6 epochs of a 100-image VGG11-BN run (bench_doctor F14): validation loss at its
+    # minimum in the last epoch, yet training accuracy climbs while validation stalls
+    rows = [
+        (8, 1.542, 0.59, 2.0257, 0.32),
+        (9, 1.391, 0.58, 2.0259, 0.28),
+        (10, 1.308, 0.57, 1.9762, 0.28),
+        (11, 1.211, 0.64, 1.9611, 0.30),
+        (12, 1.147, 0.64, 1.9465, 0.27),
+        (13, 1.112, 0.67, 1.9360, 0.27),
+    ]
+    fs = R.overfitting(make_run(rows), None)
+    assert codes(fs) == [Code.OVERFITTING]
+    w = fs[0].evidence["widening_gap"]
+    assert w["train_rise"] == pytest.approx(0.67 - 0.57)  # over the last 3 epochs
+    assert w["earlier_best_val"] == pytest.approx(0.32) and w["window_best_val"] == 0.30
+    assert "stayed under its best of 32%" in fs[0].title
+    # the same gap while validation still sets new bests is a run still learning
+    learning = [
+        r[:4] + (v,) for r, v in zip(rows, [0.22, 0.24, 0.25, 0.27, 0.28, 0.33], strict=True)
+    ]
+    assert R.overfitting(make_run(learning), None) == []
+    # ...and a stalled validation with a narrow gap (10 points) is not overfitting either
+    narrow = [r[:2] + (r[4] + 0.1,) + r[3:] for r in rows]
+    assert R.overfitting(make_run(narrow), None) == []
+    # training no longer rising (+2 points in the window): a plateau, not a widening gap
+    flat = [
+        r[:2] + (v,) + r[3:]
+        for r, v in zip(rows, [0.66, 0.66, 0.65, 0.66, 0.66, 0.67], strict=True)
+    ]
+    assert R.overfitting(make_run(flat), None) == []
+
+
 def test_undertrained_when_the_last_epoch_gains_a_large_share():
     rows = [(0, 1.0, 0.6, 0.9, 0.62), (1, 0.6, 0.78, 0.55, 0.78)]
     fs = R.undertrained(make_run(rows), None)

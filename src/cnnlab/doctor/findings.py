@@ -71,7 +71,9 @@ RULES: dict[Code, str] = {
     Code.OVERFITTING: "training accuracy exceeds validation accuracy by {OVERFIT_GAP:.0%} or more "
     "(in the history with the validation loss ending {OVERFIT_VAL_RISE}x its minimum or higher, "
     "or for the best model's mean recall on training vs validation images without "
-    "augmentation), and "
+    "augmentation), or by {OVERFIT_WIDE_GAP:.0%} or more while over the last {OVERFIT_WINDOW} "
+    "epochs training accuracy rose {OVERFIT_TRAIN_RISE:.0%} or more and validation accuracy stayed "
+    "below its earlier best; and "
     "validation accuracy is more than {OVERFIT_ABOVE_CHANCE:.0%} above the majority-class rate",
     Code.UNDERFITTING: "training accuracy stays under {UNDERFIT_ACC:.0%} with a flat training loss "
     "(under {UNDERFIT_FLAT:.0%} change over two epochs) although the run is not at chance",

@@ -301,7 +301,8 @@ def overfitting(run: RunFolder, probes: ProbeResults | None) -> list[Finding]:
         return []
     gap, rise = tr[-1] - va[-1], vl[-1] / min(vl)
     maj = majority_rate(run) or 0.0
-    from_history = gap >= T.OVERFIT_GAP and rise >= T.OVERFIT_VAL_RISE
+    widening = widening_gap(tr, va)
+    from_history = (gap >= T.OVERFIT_GAP and rise >= T.OVERFIT_VAL_RISE) or widening is not None
     measured = None
     if probes and probes.train_eval and probes.val:
         measured = balanced_accuracy(probes.train_eval) - balanced_accuracy(probes.val)
@@ -317,6 +318,12 @@ def overfitting(run: RunFolder, probes: ProbeResults | None) -> list[Finding]:
             f"the best model scores {balanced_accuracy(probes.train_eval):.0%} on its training "
             f"images but {balanced_accuracy(probes.val):.0%} on validation images (mean recall)"
         )
+    elif widening is not None:
+        title = (
+            f"train accuracy {tr[-1]:.0%} vs validation {va[-1]:.0%}: in the last "
+            f"{T.OVERFIT_WINDOW} epochs training rose {widening['train_rise']:+.0%} while "
+            f"validation stayed under its best of {widening['earlier_best_val']:.0%}"
+        )
     else:
         title = (
             f"train accuracy {tr[-1]:.0%} vs validation {va[-1]:.0%}, and the validation loss "
@@ -329,6 +336,9 @@ def overfitting(run: RunFolder, probes: ProbeResults | None) -> list[Finding]:
             {"train_acc": rounded(tr[-1]), "val_acc": rounded(va[-1]), "gap": rounded(gap),
              "val_loss_over_min": rounded(rise),
              "threshold_history": f"gap >= {T.OVERFIT_GAP} and loss rise >= {T.OVERFIT_VAL_RISE}",
+             "widening_gap": widening,
+             "threshold_widening": f"gap >= {T.OVERFIT_WIDE_GAP}, train accuracy +"
+             f"{T.OVERFIT_TRAIN_RISE} over {T.OVERFIT_WINDOW} epochs, validation below its best",
              "best_model_train_minus_val": rounded(measured),
              "threshold_best_model": f">= {T.OVERFIT_GAP}",
              "train_images": n_train, "parameters": params},
@@ -336,6 +346,21 @@ def overfitting(run: RunFolder, probes: ProbeResults | None) -> list[Finding]:
             "training images", 0.8,
         )
     ]  # fmt: skip
+
+
+def widening_gap(tr: list[float], va: list[float]) -> dict[str, float] | None:
+    """The last epochs' evidence that the gap keeps opening, or None: training accuracy still
+    rising over the window while validation accuracy never reaches its best from before it."""
+    n = T.OVERFIT_WINDOW
+    if len(tr) <= n or len(va) <= n or tr[-1] - va[-1] < T.OVERFIT_WIDE_GAP:
+        return None
+    rise, earlier_best = tr[-1] - tr[-1 - n], max(va[:-n])
+    if rise < T.OVERFIT_TRAIN_RISE or max(va[-n:]) >= earlier_best:
+        return None
+    return {
+        "gap": rounded(tr[-1] - va[-1]), "train_rise": rounded(rise),
+        "earlier_best_val": rounded(earlier_best), "window_best_val": rounded(max(va[-n:])),
+    }  # fmt: skip
 
 
 def underfitting(run: RunFolder, probes: ProbeResults | None) -> list[Finding]:

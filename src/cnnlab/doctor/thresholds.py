@@ -28,6 +28,10 @@ DEAD_RELU_FRACTION = 0.5
 ACT_RATIO_LOW, ACT_RATIO_HIGH = 1e-2, 1e2  # output std / first-layer output std at init
 INIT_LOSS_EXCESS = 1.0  # initial loss > ln C + 1: overconfident outputs at initialisation
 OVERFIT_GAP, OVERFIT_VAL_RISE = 0.15, 1.2
+# ...or a wider gap that keeps opening: over the last OVERFIT_WINDOW epochs training accuracy
+# still rose by OVERFIT_TRAIN_RISE while validation accuracy stayed below its earlier best (a
+# small training set on a large model: the validation loss creeps down while accuracy stalls)
+OVERFIT_WIDE_GAP, OVERFIT_WINDOW, OVERFIT_TRAIN_RISE = 0.25, 3, 0.05
 OVERFIT_ABOVE_CHANCE = 0.05  # ...and validation accuracy above the majority rate by this much
 UNDERFIT_ACC, UNDERFIT_FLAT = 0.6, 0.03
 UNDERTRAINED_GAIN, UNDERTRAINED_SHARE = 0.02, 0.25
