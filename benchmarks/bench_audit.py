@@ -486,7 +486,9 @@ def table(results: list[dict]) -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--data", default="/work/shared/datasets/hymenoptera")
+    p.add_argument(
+        "--data", default=str(Path(__file__).resolve().parents[2] / "shared/datasets/hymenoptera")
+    )
     p.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2])
     p.add_argument("--per-kind", type=int, default=12)
     p.add_argument("--flip-rate", type=float, default=0.02)

@@ -94,11 +94,13 @@ CASES = [
          {"data.subset": 1500, "train.epochs": 3, "optim.weight_decay": 0.5}),
     Case("F16", "frozen backbone without pretrained weights", "frozen_random_backbone",
          {"data.subset": 1500, "train.epochs": 3, "model.freeze_backbone": True}),
-    # found while calibrating: meant as healthy, but in 6 epochs the plateau schedule never
-    # lowered the lr and validation accuracy swung between 48% and 67% (other runs: 80-82%)
-    Case("F17", "constant lr 0.05 (plateau schedule that never fires)", "lr_too_high",
-         {"data.subset": 2000, "train.epochs": 6, "train.seed": 5, "optim.lr": 0.05,
-          "optim.schedule": "plateau"}),
+    # a constant lr 3x the one-cycle peak, never annealed: on today's smallcnn validation
+    # accuracy swings 69% -> 43% -> 68% in the last epochs (test 70% vs 82% for H01-H03).
+    # (Replaced "constant lr 0.05 under a plateau schedule that never fires": that fault stopped
+    # occurring when smallcnn changed; validation went 56-76% steadily.)
+    Case("F17", "constant lr 0.3, no schedule (never annealed)", "lr_too_high",
+         {"data.subset": 2000, "train.epochs": 6, "train.seed": 5, "optim.lr": 0.3,
+          "optim.schedule": "none"}),
     # ---- healthy runs --------------------------------------------------------------------
     Case("H01", "smallcnn, seed 0", None, {"data.subset": 2000, "train.epochs": 5}),
     Case("H02", "smallcnn, seed 1", None,

@@ -60,6 +60,7 @@ def engine_fit(cfg, bundle, model, run_dir: Path) -> list[dict]:
     """cnnlab's training engine as `cnnlab train` calls it; returns metrics.csv's rows."""
     from cnnlab.engine.trainer import fit
     from cnnlab.export import export_model
+    from cnnlab.plan import make_plan
 
     build = {"name": cfg.model.name, "num_classes": len(bundle.classes)}
 
@@ -69,7 +70,8 @@ def engine_fit(cfg, bundle, model, run_dir: Path) -> list[dict]:
             build=build, extra={"epoch": epoch},
         )  # fmt: skip
 
-    result = fit(cfg, bundle, model, run_dir, export_best=export_best, log=lambda s: None)
+    plan = make_plan(cfg, run_dir)
+    result = fit(plan, bundle, model, export_best=export_best, log=lambda s: None)
     return result.history
 
 
@@ -101,9 +103,10 @@ def _subset(ds: Dataset, n: int) -> Dataset:
 def fashion_bundle(n_train: int, n_val: int):
     from cnnlab.config import Config
     from cnnlab.data.build import build_data
+    from cnnlab.plan import InputPlan
 
     cfg = Config()
-    bundle = build_data(cfg, preprocess=None, image_size=28, in_chans=1, log=lambda s: None)
+    bundle = build_data(cfg, InputPlan(None, 28, 1), log=lambda s: None)
     return dataclasses.replace(
         bundle, train=_subset(bundle.train, n_train), val=_subset(bundle.val, n_val)
     )
@@ -136,10 +139,11 @@ def photo_folder() -> Path:
 def photo_bundle(cfg, augment: str, n_train: int | None = None, n_val: int | None = None):
     from cnnlab.data.build import build_data
     from cnnlab.models import get_model_info
+    from cnnlab.plan import InputPlan
 
     cfg.data.path, cfg.data.dataset, cfg.data.augment = str(photo_folder()), "folder", augment
     spec = get_model_info(cfg.model.name).weights.preprocess
-    bundle = build_data(cfg, preprocess=spec, image_size=224, in_chans=3, log=lambda s: None)
+    bundle = build_data(cfg, InputPlan(spec, 224, 3), log=lambda s: None)
     if n_train:
         bundle = dataclasses.replace(bundle, train=_subset(bundle.train, n_train))
     if n_val:

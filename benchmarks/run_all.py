@@ -3,8 +3,8 @@
     .venv/bin/python benchmarks/run_all.py [--skip transfer]
 
 Prints each benchmark's Markdown table; copy the tables with their commands into
-benchmarks/RESULTS.md. The transfer benchmark needs ../shared/datasets/hymenoptera and is
-skipped (with a message) when the folder is absent.
+benchmarks/RESULTS.md. The transfer, audit, lr_find and export benchmarks need
+../shared/datasets/hymenoptera and are skipped (with a message) when the folder is absent.
 """
 
 from __future__ import annotations
@@ -22,12 +22,20 @@ HYMENOPTERA = next(
 )
 BENCHES = {
     "engine": ["bench_engine.py"],  # the engine vs a plain loop, every workload (~10 min)
+    "threads": ["bench_threads.py"],  # two runs sharing the CPUs, pinned or not (~3 min)
     "budget": ["bench_fashion_budget.py", "--recipe", "budget4"],
     "fashion": ["bench_fashion.py"],
     "folder": ["bench_folder.py", "--workers", "0", "2", "--repeat", "3"],
     "transfer": ["bench_transfer.py", "--data", str(HYMENOPTERA)],
+    "doctor": ["bench_doctor.py", "--work", "/tmp/cnnlab-bench-doctor"],  # 28 runs (~15 min)
+    "audit": ["bench_audit.py", "--data", str(HYMENOPTERA), "--out", "/tmp/cnnlab-bench-audit"],
+    "lr_find": ["bench_lr_find.py", "--data", str(HYMENOPTERA), "--out", "/tmp/cnnlab-bench-lr"],
+    "export": ["bench_export.py", "parity", "--data", str(HYMENOPTERA)],  # 8 families (~5 min)
+    "export_speed": ["bench_export.py", "speed"],
     "chaos": ["bench_chaos.py"],  # ~200 attacks as real processes (~40 min)
 }
+# the benchmarks that read the ants-vs-bees photos
+NEEDS_PHOTOS = {"transfer", "audit", "lr_find", "export"}
 
 
 def main() -> int:
@@ -38,8 +46,8 @@ def main() -> int:
     for name, argv in BENCHES.items():
         if name in args.skip:
             continue
-        if name == "transfer" and not HYMENOPTERA.is_dir():
-            print(f"skipping transfer: {HYMENOPTERA} not found", flush=True)
+        if name in NEEDS_PHOTOS and not HYMENOPTERA.is_dir():
+            print(f"skipping {name}: {HYMENOPTERA} not found", flush=True)
             continue
         print(f"\n=== {name}: python benchmarks/{' '.join(argv)}", flush=True)
         if subprocess.run([sys.executable, str(HERE / argv[0]), *argv[1:]]).returncode:

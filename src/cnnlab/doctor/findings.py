@@ -69,12 +69,13 @@ RULES: dict[Code, str] = {
     "{ACT_RATIO_HIGH:g} times the first layer's, or the initial loss exceeds ln C + "
     "{INIT_LOSS_EXCESS:g}",
     Code.OVERFITTING: "training accuracy exceeds validation accuracy by {OVERFIT_GAP:.0%} or more "
-    "(in the history with the validation loss ending {OVERFIT_VAL_RISE}x its minimum or higher, "
-    "or for the best model's mean recall on training vs validation images without "
-    "augmentation), or by {OVERFIT_WIDE_GAP:.0%} or more while over the last {OVERFIT_WINDOW} "
-    "epochs training accuracy rose {OVERFIT_TRAIN_RISE:.0%} or more and validation accuracy stayed "
-    "below its earlier best; and "
-    "validation accuracy is more than {OVERFIT_ABOVE_CHANCE:.0%} above the majority-class rate",
+    "with the validation loss ending {OVERFIT_VAL_RISE}x its minimum or higher, or with under "
+    "{OVERFIT_TINY_PER_CLASS} training images per class and no pretrained weights, or for the best "
+    "model's mean recall on training vs validation images without augmentation; or by "
+    "{OVERFIT_WIDE_GAP:.0%} or more while over the last {OVERFIT_WINDOW} epochs the training loss "
+    "fell {OVERFIT_TRAIN_LOSS_DROP:.0%} or more and validation accuracy stayed below its earlier "
+    "best; and validation accuracy is more than {OVERFIT_ABOVE_CHANCE:.0%} above the "
+    "majority-class rate",
     Code.UNDERFITTING: "training accuracy stays under {UNDERFIT_ACC:.0%} with a flat training loss "
     "(under {UNDERFIT_FLAT:.0%} change over two epochs) although the run is not at chance",
     Code.UNDERTRAINED: "stopped by the epoch limit while still improving: the last epoch gained "

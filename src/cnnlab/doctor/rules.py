@@ -301,8 +301,11 @@ def overfitting(run: RunFolder, probes: ProbeResults | None) -> list[Finding]:
         return []
     gap, rise = tr[-1] - va[-1], vl[-1] / min(vl)
     maj = majority_rate(run) or 0.0
-    widening = widening_gap(tr, va)
-    from_history = (gap >= T.OVERFIT_GAP and rise >= T.OVERFIT_VAL_RISE) or widening is not None
+    widening = widening_gap(tr, va, column(run, "train_loss"))
+    per_class = scratch_images_per_class(run)
+    tiny = per_class is not None and per_class < T.OVERFIT_TINY_PER_CLASS
+    from_history = gap >= T.OVERFIT_GAP and (rise >= T.OVERFIT_VAL_RISE or tiny)
+    from_history = from_history or widening is not None
     measured = None
     if probes and probes.train_eval and probes.val:
         measured = balanced_accuracy(probes.train_eval) - balanced_accuracy(probes.val)
@@ -321,13 +324,19 @@ def overfitting(run: RunFolder, probes: ProbeResults | None) -> list[Finding]:
     elif widening is not None:
         title = (
             f"train accuracy {tr[-1]:.0%} vs validation {va[-1]:.0%}: in the last "
-            f"{T.OVERFIT_WINDOW} epochs training rose {widening['train_rise']:+.0%} while "
-            f"validation stayed under its best of {widening['earlier_best_val']:.0%}"
+            f"{T.OVERFIT_WINDOW} epochs the training loss fell {widening['train_loss_drop']:.0%} "
+            f"while validation accuracy stayed under its best of "
+            f"{widening['earlier_best_val']:.0%}"
         )
-    else:
+    elif rise >= T.OVERFIT_VAL_RISE:
         title = (
             f"train accuracy {tr[-1]:.0%} vs validation {va[-1]:.0%}, and the validation loss "
             f"ended {rise:.2g}x above its minimum"
+        )
+    else:
+        title = (
+            f"train accuracy {tr[-1]:.0%} vs validation {va[-1]:.0%} with {per_class:.0f} "
+            "training images per class on a model trained from scratch"
         )
     return [
         Finding(
@@ -337,8 +346,12 @@ def overfitting(run: RunFolder, probes: ProbeResults | None) -> list[Finding]:
              "val_loss_over_min": rounded(rise),
              "threshold_history": f"gap >= {T.OVERFIT_GAP} and loss rise >= {T.OVERFIT_VAL_RISE}",
              "widening_gap": widening,
-             "threshold_widening": f"gap >= {T.OVERFIT_WIDE_GAP}, train accuracy +"
-             f"{T.OVERFIT_TRAIN_RISE} over {T.OVERFIT_WINDOW} epochs, validation below its best",
+             "threshold_widening": f"gap >= {T.OVERFIT_WIDE_GAP}, training loss down "
+             f">= {T.OVERFIT_TRAIN_LOSS_DROP} over {T.OVERFIT_WINDOW} epochs, validation "
+             "accuracy below its earlier best",
+             "train_images_per_class": rounded(per_class),
+             "threshold_tiny": f"gap >= {T.OVERFIT_GAP} and < {T.OVERFIT_TINY_PER_CLASS} images "
+             "per class from scratch",
              "best_model_train_minus_val": rounded(measured),
              "threshold_best_model": f">= {T.OVERFIT_GAP}",
              "train_images": n_train, "parameters": params},
@@ -348,17 +361,25 @@ def overfitting(run: RunFolder, probes: ProbeResults | None) -> list[Finding]:
     ]  # fmt: skip
 
 
-def widening_gap(tr: list[float], va: list[float]) -> dict[str, float] | None:
-    """The last epochs' evidence that the gap keeps opening, or None: training accuracy still
-    rising over the window while validation accuracy never reaches its best from before it."""
-    n = T.OVERFIT_WINDOW
-    if len(tr) <= n or len(va) <= n or tr[-1] - va[-1] < T.OVERFIT_WIDE_GAP:
+def scratch_images_per_class(run: RunFolder) -> float | None:
+    """Mean training images per class of a run without pretrained weights, else None."""
+    counts = (run.class_counts or {}).get("train") or []
+    if not counts or run.opt("model", "pretrained", False) or run.opt("model", "weights"):
         return None
-    rise, earlier_best = tr[-1] - tr[-1 - n], max(va[:-n])
-    if rise < T.OVERFIT_TRAIN_RISE or max(va[-n:]) >= earlier_best:
+    return sum(counts) / len(counts)
+
+
+def widening_gap(tr: list[float], va: list[float], tl: list[float]) -> dict[str, float] | None:
+    """The last epochs' evidence that the gap keeps opening, or None: the training loss still
+    falling over the window while validation accuracy never reaches its best from before it."""
+    n = T.OVERFIT_WINDOW
+    if min(len(tr), len(va), len(tl)) <= n or tr[-1] - va[-1] < T.OVERFIT_WIDE_GAP:
+        return None
+    drop, earlier_best = 1 - tl[-1] / max(tl[-1 - n], 1e-12), max(va[:-n])
+    if drop < T.OVERFIT_TRAIN_LOSS_DROP or max(va[-n:]) >= earlier_best:
         return None
     return {
-        "gap": rounded(tr[-1] - va[-1]), "train_rise": rounded(rise),
+        "gap": rounded(tr[-1] - va[-1]), "train_loss_drop": rounded(drop),
         "earlier_best_val": rounded(earlier_best), "window_best_val": rounded(max(va[-n:])),
     }  # fmt: skip
 

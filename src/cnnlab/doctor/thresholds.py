@@ -28,10 +28,14 @@ DEAD_RELU_FRACTION = 0.5
 ACT_RATIO_LOW, ACT_RATIO_HIGH = 1e-2, 1e2  # output std / first-layer output std at init
 INIT_LOSS_EXCESS = 1.0  # initial loss > ln C + 1: overconfident outputs at initialisation
 OVERFIT_GAP, OVERFIT_VAL_RISE = 0.15, 1.2
-# ...or a wider gap that keeps opening: over the last OVERFIT_WINDOW epochs training accuracy
-# still rose by OVERFIT_TRAIN_RISE while validation accuracy stayed below its earlier best (a
-# small training set on a large model: the validation loss creeps down while accuracy stalls)
-OVERFIT_WIDE_GAP, OVERFIT_WINDOW, OVERFIT_TRAIN_RISE = 0.25, 3, 0.05
+# ...or a wider gap that keeps opening: over the last OVERFIT_WINDOW epochs the training loss
+# still fell by OVERFIT_TRAIN_LOSS_DROP (of its value) while validation accuracy stayed below its
+# earlier best (a small training set on a large model: the validation loss creeps down while
+# validation accuracy stalls). The loss, not the accuracy: on 100 images one image is 1 point.
+OVERFIT_WIDE_GAP, OVERFIT_WINDOW, OVERFIT_TRAIN_LOSS_DROP = 0.25, 3, 0.05
+# ...or the plain gap on a training set too small to learn from scratch (images per class, no
+# pretrained weights): there the gap is the problem even while validation still creeps up
+OVERFIT_TINY_PER_CLASS = 50
 OVERFIT_ABOVE_CHANCE = 0.05  # ...and validation accuracy above the majority rate by this much
 UNDERFIT_ACC, UNDERFIT_FLAT = 0.6, 0.03
 UNDERTRAINED_GAIN, UNDERTRAINED_SHARE = 0.02, 0.25
