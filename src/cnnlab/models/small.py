@@ -28,7 +28,6 @@ from cnnlab.models.registry import register_model
 # block, a 3x3 conv per channel + BN + ReLU, then a 1x1 conv to n channels + BN + ReLU.
 SMALL_CFGS: dict[str, list] = {
     "smallcnn": [32, "M", ("dw", 64), ("dw", 64), "M", ("dw", 128), ("dw", 128)],
-    "smallcnn_wide": [32, "M", ("dw", 96), ("dw", 96), "M", ("dw", 192), ("dw", 192)],
     "smallcnn_dense": [32, 32, "M", 64, 64, "M", 128],
 }
 
@@ -72,9 +71,5 @@ def _register(name: str, description: str) -> None:
 _register(
     "smallcnn",
     "cnnlab's default: conv + 4 depthwise-separable blocks, global average pooling (Fashion-MNIST)",
-)
-_register(
-    "smallcnn_wide",
-    "smallcnn at 1.5x the width (96/192 channels): 2x its FLOPs, for longer Fashion-MNIST runs",
 )
 _register("smallcnn_dense", "cnnlab's first default: 5 conv+BN layers, global average pooling")
