@@ -112,7 +112,7 @@ class ClassifierModule(L.LightningModule):
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         # dropout and any other global-RNG use become a function of (seed, step, rank)
-        seed_step(self.seed, self.global_step, self.global_rank)
+        seed_step(self.seed, self.global_step, self.global_rank, self.device)
 
     def training_step(self, batch: tuple, batch_idx: int) -> Any:
         logits, y = self._logits(batch, "train")
