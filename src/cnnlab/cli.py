@@ -90,7 +90,8 @@ HELP = {
     "train.devices": "processes/GPUs on this machine (DDP)",
     "train.num_nodes": "machines (DDP; start cnnlab on each with torchrun or srun)",
     "train.sync_batchnorm": "synchronise BatchNorm statistics across GPUs",
-    "train.threads": "CPU threads for torch (default: torch's)",
+    "train.threads": "CPU threads for torch (default: torch's; at most the CPUs this process "
+    "may run on)",
     "train.logger": "csv (metrics.csv, always written) or tensorboard (also event files under "
     "RUN/tensorboard/; needs the tensorboard extra)",
 }
