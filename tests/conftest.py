@@ -9,8 +9,8 @@ from cnnlab.runtime import cpu_threads
 def _pin_xdist_worker() -> None:
     """Under `pytest -n N` with N <= CPUs, each worker (and every process it starts) runs on a
     CPU of its own, so cnnlab gives it one torch thread (runtime.cpu_threads) where tests ask
-    for 2: N workers x 2 threads on N cores spin on each other (1.55x slower measured,
-    benchmarks/RESULTS.md "Threads")."""
+    for 2: N workers x 2 threads on N cores spin on each other (the suite took 802 s unpinned,
+    543 s pinned on a 2-vCPU AMD EPYC; benchmarks/RESULTS.md "Threads")."""
     worker = os.environ.get("PYTEST_XDIST_WORKER", "")
     count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0") or 0)
     if not worker.startswith("gw") or not hasattr(os, "sched_setaffinity"):

@@ -90,7 +90,7 @@ def test_threads_are_capped_at_the_cpus_the_process_may_use(monkeypatch):
 
 
 def test_a_pinned_training_process_runs_one_thread(tmp_path):
-    # a real process pinned to one CPU: --threads 2 gives torch 1 thread, said on the device line
+    # a real process pinned to one CPU: --threads 2 gives torch 1 thread
     if not hasattr(os, "sched_setaffinity"):
         pytest.skip("no CPU affinity on this platform")
     code = (

@@ -15,8 +15,8 @@ evaluation process does anyway.
 Threads: a process limited to fewer CPUs than the threads it is asked for (`taskset`, a
 container's cpuset, a test worker pinned to one core) gets one torch thread per CPU it may run
 on. OpenMP threads that outnumber their CPUs spin and wait on each other: two `--threads 2`
-trainings sharing 2 cores, each pinned to one, ran 1.55x faster at 1 thread each
-(benchmarks/RESULTS.md, "Threads").
+trainings sharing the 2 cores of an AMD EPYC, each pinned to one, ran 1.56x and 1.99x faster at
+1 thread each (benchmarks/bench_threads.py; RESULTS.md, "Threads").
 
 Child processes (DataLoader workers, DDP ranks, `cnnlab experiment` subprocesses) inherit the
 environment variables; forked children also inherit the mallopt settings themselves.

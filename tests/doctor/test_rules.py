@@ -55,6 +55,14 @@ def problems(run, probes=None):
     return [f for f in R.evaluate_rules(run, probes) if f.severity is not Severity.INFO]
 
 
+def with_column(rows, column, values):
+    """`rows` (epoch, train_loss, train_acc, val_loss, val_acc) with one column replaced."""
+    return [r[:column] + (v,) + r[column + 1 :] for r, v in zip(rows, values, strict=True)]
+
+
+TRAIN_LOSS, TRAIN_ACC, VAL_ACC = 1, 2, 4
+
+
 def codes(findings):
     return [f.code for f in findings]
 
@@ -209,15 +217,13 @@ def test_overfitting_when_the_gap_keeps_opening_with_a_falling_validation_loss()
     assert w["earlier_best_val"] == pytest.approx(0.32) and w["window_best_val"] == 0.27
     assert "stayed under its best of 32%" in fs[0].title
     # the same gap while validation still sets new bests is a run still learning
-    val = [0.22, 0.24, 0.25, 0.27, 0.28, 0.30, 0.33]
-    learning = [r[:4] + (v,) for r, v in zip(rows, val, strict=True)]
+    learning = with_column(rows, VAL_ACC, [0.22, 0.24, 0.25, 0.27, 0.28, 0.30, 0.33])
     assert R.overfitting(make_run(learning), None) == []
     # ...a stalled validation with a narrow gap (10 points) is not overfitting either
-    narrow = [r[:2] + (r[4] + 0.1,) + r[3:] for r in rows]
+    narrow = with_column(rows, TRAIN_ACC, [r[VAL_ACC] + 0.1 for r in rows])
     assert R.overfitting(make_run(narrow), None) == []
     # ...nor a training loss that stopped falling (-2% in 3 epochs): a plateau, not a widening gap
-    loss = [1.20, 1.19, 1.18, 1.17, 1.16, 1.155, 1.147]
-    flat = [(r[0], tl) + r[2:] for r, tl in zip(rows, loss, strict=True)]
+    flat = with_column(rows, TRAIN_LOSS, [1.20, 1.19, 1.18, 1.17, 1.16, 1.155, 1.147])
     assert R.overfitting(make_run(flat), None) == []
 
 
@@ -239,7 +245,7 @@ def test_overfitting_on_a_tiny_training_set_from_scratch_even_while_validation_r
     assert R.overfitting(make_run(rows, counts=tiny, set={"model.pretrained": True}), None) == []
     assert R.overfitting(make_run(rows), None) == []  # make_run's 200 per class
     # ...and on tiny data a gap under 15 points is none either
-    close = [r[:2] + (r[4] + 0.1,) + r[3:] for r in rows]
+    close = with_column(rows, TRAIN_ACC, [r[VAL_ACC] + 0.1 for r in rows])
     assert R.overfitting(make_run(close, counts=tiny), None) == []
 
 

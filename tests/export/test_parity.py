@@ -21,6 +21,7 @@ def test_within_tolerance_passes_and_reports_the_largest_difference() -> None:
     p = compare_logits(REF, REF + [[5e-5, 0, 0], [0, 0, 0], [0, 0, 0]], NAMES, runtime="rt")
     assert p.passed and p.images == 3 and p.top1_agree == 3
     assert p.max_abs_diff == pytest.approx(5e-5) and p.worst_image == "a.jpg"
+    assert p.max_abs_logit == 10.0  # |-10| and 10 in image b: the scale the rtol part uses
     # |Δ| 9e-3 on a logit of 0 in image b: allowed 1e-4 + 1e-3·0, so it fails there.
     out = REF + np.array([[5e-5, 0, 0], [0, 0, 9e-3], [0, 0, 0]])
     q = compare_logits(REF, out, NAMES, runtime="rt")

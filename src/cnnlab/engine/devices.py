@@ -33,15 +33,15 @@ def cpu_threads_text(threads: int | None) -> str:
     """ "2 CPU threads", or why fewer than asked for (`runtime.cpu_threads`)."""
     import torch
 
-    if threads is None:
-        return f"{torch.get_num_threads()} CPU threads"
-    used = cpu_threads(threads)
-    if used < threads:
-        return (
-            f"{used} CPU thread{'s' if used > 1 else ''} (--threads {threads}, but this process "
-            f"may run on {available_cpus()} CPU{'s' if available_cpus() > 1 else ''} only)"
+    used = torch.get_num_threads() if threads is None else cpu_threads(threads)
+    text = f"{used} CPU thread{'s' if used != 1 else ''}"
+    if threads is not None and used < threads:
+        cpus = available_cpus()
+        text += (
+            f" (--threads {threads}, but this process may run on {cpus} "
+            f"CPU{'s' if cpus != 1 else ''} only)"
         )
-    return f"{used} CPU threads" if used > 1 else "1 CPU thread"
+    return text
 
 
 def choose_device(requested: str, threads: int | None = None) -> tuple[str, str]:
