@@ -127,7 +127,6 @@ def fit(
     `on_interrupt(signal name)` runs when Ctrl-C or SIGTERM ends the wait for them, just before
     the process exits with 130."""
     cfg, t = plan.config, plan.config.train
-    steps_per_epoch = -(-len(bundle.train) // cfg.data.batch_size)
     caches = None
     if cache_features(cfg):
         bundle = dataclasses.replace(
@@ -156,7 +155,7 @@ def fit(
     waits = plan.device.strategy != "auto" and launched()
     start = time.perf_counter()
     with quiet_lightning(), flush_denormal(plan.device.accelerator == "cpu"), run_callbacks.stop:
-        trainer = _trainer(plan, [*run_callbacks.all, guard], progress, steps_per_epoch)
+        trainer = _trainer(plan, [*run_callbacks.all, guard], progress, module.steps_per_epoch)
         with guard.watching() if waits else contextlib.nullcontext():
             try:
                 trainer.fit(
