@@ -95,7 +95,7 @@ CASES = [
     Case("F16", "frozen backbone without pretrained weights", "frozen_random_backbone",
          {"data.subset": 1500, "train.epochs": 3, "model.freeze_backbone": True}),
     # a constant lr 3x the one-cycle peak, never annealed: on today's smallcnn validation
-    # accuracy swings 69% -> 43% -> 68% in the last epochs (test 70% vs 82% for H01-H03).
+    # accuracy swings 69% -> 43% -> 68% in the last epochs (test 70% vs 79-83% for H01-H03).
     # (Replaced "constant lr 0.05 under a plateau schedule that never fires": that fault stopped
     # occurring when smallcnn changed; validation went 56-76% steadily.)
     Case("F17", "constant lr 0.3, no schedule (never annealed)", "lr_too_high",
