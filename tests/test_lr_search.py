@@ -6,11 +6,12 @@ from cnnlab.engine.lr_finder import LRFindResult, LRFindStatus, RuleValues, Stop
 from cnnlab.lr_search import _example, summary_line
 
 
-def _result(suggestion, schedule, rules, reason="why"):
+def _result(suggestion, schedule, rules, reason="why", optimizer="SGD", held_out=0):
     status = LRFindStatus.SUGGESTED if suggestion else LRFindStatus.RULES_DISAGREE
     return LRFindResult(
         lrs=[], losses=[], smoothed=[], suggestion=suggestion, agreed=None, schedule=schedule,
-        status=status, reason=reason, rules=rules, stop=StopReason.DIVERGED,
+        status=status, reason=reason, rules=rules, stop=StopReason.DIVERGED, optimizer=optimizer,
+        held_out=held_out, loss_source="losses on 32 held-out images: why" if held_out else "",
     )  # fmt: skip
 
 
@@ -19,6 +20,10 @@ def test_summary_line_says_the_rate_and_its_schedule_or_no_clear_valley():
     assert summary_line(found) == "suggested lr 0.0123 for the onecycle schedule (they agree)"
     none = _result(None, "none", RuleValues(None, None, 0.01), "no clear valley: flat")
     assert summary_line(none) == "no clear valley: flat"
+    held = _result(0.001, "cosine", RuleValues(1e-3, 1e-3, 1e-3), "they agree", held_out=32)
+    assert summary_line(held) == (
+        "suggested lr 0.001 for the cosine schedule (they agree); losses on 32 held-out images: why"
+    )
 
 
 @pytest.mark.parametrize(
@@ -32,3 +37,9 @@ def test_summary_line_says_the_rate_and_its_schedule_or_no_clear_valley():
 )
 def test_the_refusals_example_is_minimum_over_ten_for_the_schedule(schedule, min_div10, example):
     assert _example(_result(None, schedule, RuleValues(None, None, min_div10))) == example
+
+
+@pytest.mark.parametrize("schedule", ["onecycle", "cosine", "none"])
+def test_with_adam_the_example_is_minimum_over_ten_for_every_schedule(schedule):
+    rules = RuleValues(None, None, 0.0031)
+    assert _example(_result(None, schedule, rules, optimizer="AdamW")) == "0.003"

@@ -15,6 +15,7 @@ config.yaml, so a resume and a rerun use it without sweeping again.
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,7 +74,7 @@ def find_lr(
     model and every RNG end bit-exactly as they were (engine/lr_finder.py)."""
     import torch
 
-    from cnnlab.engine.lr_finder import lr_find
+    from cnnlab.engine.lr_finder import LRFindSettings, lr_find
     from cnnlab.engine.trainer import BundleDataModule, build_module, flush_denormal
 
     cfg = plan.config
@@ -82,15 +83,45 @@ def find_lr(
         cfg.optim.lr = AUTO_PLACEHOLDER
     module = build_module(cfg, prepared.bundle, prepared.model)
     loader = BundleDataModule(prepared.bundle, cfg).train_dataloader()
+    steps = (settings or LRFindSettings()).num_steps
+    held_out = held_out_batch(prepared.bundle, cfg, steps)
     accelerator = plan.device.accelerator
     device = torch.device(accelerator if accelerator in ("cuda", "mps") else "cpu")
     on_cpu = device.type == "cpu"
     module.to(device)
     try:
         with flush_denormal(on_cpu):  # as in training: denormals are slow on x86
-            return lr_find(module, loader, settings=settings, seed=cfg.train.seed)
+            result = lr_find(
+                module, loader, settings=settings, seed=cfg.train.seed, held_out=held_out
+            )
     finally:
         module.to("cpu")  # where prepare left it: the trainer moves it for the fit
+    if held_out is not None:
+        result.loss_source = (
+            f"losses on {len(held_out[1])} held-out validation images: {steps} steps are more "
+            f"than the {len(loader)} batches of the {len(prepared.bundle.train):,} training "
+            f"images, and a loss on an image trained on already measures memorisation"
+        )
+    return result
+
+
+def held_out_batch(bundle: Any, cfg: C.Config, steps: int) -> tuple[Any, Any] | None:
+    """One fixed batch (the run's batch size) of validation images, drawn with the run's seed,
+    when a sweep of `steps` mini-batches would train on some training images twice (a loss
+    on them would then measure memorisation); None when it would not, or there is no
+    validation split."""
+    import torch
+    from torch.utils.data import DataLoader, Subset
+
+    from cnnlab.engine.seeding import derive_seed
+
+    batch = cfg.data.batch_size
+    if steps <= math.ceil(len(bundle.train) / batch) or len(bundle.val) == 0:
+        return None
+    g = torch.Generator().manual_seed(derive_seed(cfg.train.seed, 0x4E1E))
+    picked = torch.randperm(len(bundle.val), generator=g)[:batch].tolist()
+    x, y = next(iter(DataLoader(Subset(bundle.val, picked), batch_size=len(picked))))[:2]
+    return x, y
 
 
 def write_artifacts(result: LRFindResult, folder: Path, cfg: C.Config, title: str) -> None:
@@ -102,9 +133,16 @@ def write_artifacts(result: LRFindResult, folder: Path, cfg: C.Config, title: st
 
 def summary_line(result: LRFindResult) -> str:
     if result.suggestion is None:
-        return result.reason  # starts with "no clear valley"
+        return result.reason + source_note(result)  # starts with "no clear valley"
     lr, schedule = result.suggestion, result.schedule
-    return f"suggested lr {lr:.3g} for the {schedule} schedule ({result.reason})"
+    return (
+        f"suggested lr {lr:.3g} for the {schedule} schedule ({result.reason}){source_note(result)}"
+    )
+
+
+def source_note(result: LRFindResult) -> str:
+    """Where the losses the rules read came from, when not from the training batches."""
+    return f"; {result.loss_source}" if result.loss_source else ""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -177,7 +215,10 @@ def choose_lr(plan: RunPlan, prepared: Prepared, *, log: Log = print) -> float:
         f"# optim.lr {lr:g} was chosen by the lr finder (--lr auto, {result.schedule} "
         f"schedule); the sweep is in lr_find.json and lr_find.png\n" + C.to_yaml(plan.config),
     )
-    log(f"--lr auto: lr {lr:g} for the {result.schedule} schedule ({result.reason}); plot: {png}")
+    log(
+        f"--lr auto: lr {lr:g} for the {result.schedule} schedule ({result.reason})"
+        f"{source_note(result)}; plot: {png}"
+    )
     return lr
 
 
@@ -188,4 +229,5 @@ def _example(result: LRFindResult) -> str:
 
     if result.rules.min_div10 is None:
         return "0.01"
-    return f"{schedule_lr(result.rules.min_div10, result.schedule):.1g}"
+    lr = schedule_lr(result.rules.min_div10, result.schedule, result.optimizer.lower())
+    return f"{lr:.1g}"

@@ -13,7 +13,10 @@ import pytest
 import torch
 from PIL import Image
 from torch import nn
-from torch.optim.optimizer import register_optimizer_step_pre_hook
+from torch.optim.optimizer import (
+    register_optimizer_step_post_hook,
+    register_optimizer_step_pre_hook,
+)
 from torch.utils.data import DataLoader, Dataset
 
 from cnnlab.config import OptimConfig
@@ -21,6 +24,7 @@ from cnnlab.engine.lr_finder import (
     LRFindSettings,
     LRFindStatus,
     StopReason,
+    agreement,
     lr_find,
     schedule_lr,
     smooth,
@@ -71,7 +75,8 @@ def two_falls():
 CASES = [
     # (curve, stop, agree_factor, status, valley, steepest, min_div10, suggestion) as log10
     (clean_valley(), StopReason.DIVERGED, 3.0, "suggested", -2.6, -2.8, -2.6, -8 / 3),
-    (clean_valley(), StopReason.DIVERGED, 1.5, "rules_disagree", -2.6, -2.8, -2.6, None),
+    # -2.8 is 0.133 decades (1.36x) from the mean -8/3
+    (clean_valley(), StopReason.DIVERGED, 1.3, "rules_disagree", -2.6, -2.8, -2.6, None),
     (clean_valley(), StopReason.DIVERGED, 1.6, "suggested", -2.6, -2.8, -2.6, -8 / 3),
     (two_falls(), StopReason.DIVERGED, 3.0, "rules_disagree", -3.6, -5.5, -2.5, None),
 ]
@@ -105,8 +110,14 @@ def test_no_suggestion_without_a_fall_a_minimum_or_enough_points():
 @pytest.mark.parametrize(
     "schedule,factor", [("onecycle", 10), ("cosine", 10), ("none", 1), ("plateau", 1), ("step", 1)]
 )
-def test_annealed_schedules_peak_a_decade_above_the_agreed_rate(schedule, factor):
-    assert schedule_lr(0.003, schedule) == pytest.approx(0.003 * factor)
+def test_annealed_sgd_schedules_peak_a_decade_above_the_agreed_rate(schedule, factor):
+    assert schedule_lr(0.003, schedule, "sgd") == pytest.approx(0.003 * factor)
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "adamw"])
+@pytest.mark.parametrize("schedule", ["onecycle", "cosine", "none", "plateau"])
+def test_adam_takes_the_agreed_rate_as_its_peak(schedule, optimizer):
+    assert schedule_lr(0.003, schedule, optimizer) == 0.003
 
 
 def test_smoothing_by_hand():
@@ -116,6 +127,19 @@ def test_smoothing_by_hand():
     # a causal EMA trails a ramp by beta / (1 - beta) = 1 step; forward-backward does not
     assert smooth(ramp, 0.5)[20] == pytest.approx(19.0, abs=1e-4)
     assert smooth_zero_lag(ramp, 0.5)[15:25] == pytest.approx(ramp[15:25], abs=1e-3)
+
+
+@pytest.mark.parametrize(
+    ("values", "mean", "spread"),
+    [
+        ((1.0, 3.0, 1 / 3), 1.0, 3.0),  # 9x apart, each within 3x of the mean
+        ((1.0, 4.0, 1.0), 4 ** (1 / 3), 4 ** (2 / 3)),  # 4x apart: 2.52x from the mean
+        ((1.0, 1.0, 10.0), 10 ** (1 / 3), 10 ** (2 / 3)),  # one outlier: 4.64x
+        ((0.02, 0.02, 0.02), 0.02, 1.0),
+    ],
+)
+def test_agreement_is_the_largest_factor_from_the_geometric_mean(values, mean, spread):
+    assert agreement(values) == pytest.approx((mean, spread), rel=1e-12)
 
 
 def test_sweep_lrs_are_geometric_and_inclusive():
@@ -288,3 +312,49 @@ def test_empty_loader_is_a_data_error():
     module = _module(OptimConfig())
     with pytest.raises(DataError):
         lr_find(module, [])
+
+
+def _held_out(n: int = 32):
+    blobs = Blobs(n, seed=99)  # other images than the training loader's (seed 0)
+    return blobs.x, blobs.targets
+
+
+@pytest.mark.parametrize("frozen", [False, True])
+def test_held_out_losses_are_the_loss_on_the_held_out_batch_after_each_step(frozen):
+    module = _module(OptimConfig(optimizer="sgd", lr=0.1, momentum=0.9, schedule="none"))
+    module.model.head[0].p = 0.0  # without dropout the loss is a plain function of the weights
+    module.set_backbone_frozen(frozen)
+    x, y = _held_out()
+    after_step = []
+
+    def measure(opt, args, kwargs):  # recomputed here through the whole model, no cached features
+        with torch.no_grad():
+            after_step.append(float(module._loss(module(module.input_transform(x)), y)))
+
+    hook = register_optimizer_step_post_hook(measure)
+    try:
+        result = lr_find(
+            module, _loader(64), settings=LRFindSettings(num_steps=30), held_out=(x, y)
+        )
+    finally:
+        hook.remove()
+    assert result.held_out == 32
+    assert len(result.losses) == len(result.training_losses) == len(result.lrs) >= 20
+    assert result.losses == pytest.approx(after_step[: len(result.losses)], rel=1e-5)
+    assert result.losses != pytest.approx(result.training_losses, rel=1e-3)
+
+
+def test_held_out_losses_share_one_dropout_mask_and_leave_no_trace():
+    module = _module(OptimConfig(optimizer="sgd", lr=0.1, schedule="none"))
+    assert module.model.head[0].p > 0
+    before = {k: v.clone() for k, v in module.state_dict().items()}
+    rng = _rng()
+    # rates far below float32's resolution of these weights: the weights never change, so only a
+    # fresh dropout mask per call could make two held-out losses differ
+    tiny = LRFindSettings(start_lr=1e-14, end_lr=1e-13, num_steps=20)
+    result = lr_find(module, _loader(64), settings=tiny, held_out=_held_out())
+    assert len(set(result.losses)) == 1
+    assert len(set(result.training_losses)) > 1  # other batches, other masks
+    after = module.state_dict()
+    assert all(torch.equal(after[k], v) for k, v in before.items())
+    _assert_same_rng(_rng(), rng)
