@@ -13,7 +13,7 @@ from cnnlab.plan import make_plan
 
 
 class Blobs(Dataset):
-    """Two classes of 12x12 images told apart by brightness."""
+    """Two classes of 12x12 images told apart by brightness; counts the images it decodes."""
 
     def __init__(self, n: int, seed: int) -> None:
         g = torch.Generator().manual_seed(seed)
@@ -21,15 +21,18 @@ class Blobs(Dataset):
         self.x = torch.randn(n, 1, 12, 12, generator=g) + torch.tensor(self.targets).view(
             -1, 1, 1, 1
         )
+        self.decoded = 0
 
     def __len__(self):
         return len(self.targets)
 
     def __getitem__(self, i):
+        self.decoded += 1
         return self.x[i], self.targets[i]
 
 
-def _run(tmp_path, monkeypatch=None, **model_opts):
+def _run(tmp_path, monkeypatch=None, decoded=None, **model_opts):
+    decoded = [] if decoded is None else decoded
     cfg = Config()
     cfg.set("train.epochs", 2)
     cfg.set("data.batch_size", 16)
@@ -40,6 +43,7 @@ def _run(tmp_path, monkeypatch=None, **model_opts):
     model = create_model("smallcnn", num_classes=2, in_chans=1, input_size=12)
     spec = PreprocessSpec(input_size=(1, 12, 12), mean=(0.0,), std=(1.0,))
     bundle = DataBundle(["a", "b"], Blobs(64, 0), Blobs(32, 1), None, spec, {}, {})
+    decoded.extend([bundle.train, bundle.val])
     before = {k: v.clone() for k, v in model.state_dict().items()}
     caches = []
     if monkeypatch is not None:  # keep the feature caches the engine makes, to count passes
@@ -48,7 +52,12 @@ def _run(tmp_path, monkeypatch=None, **model_opts):
         class Kept(trainer.FeatureCache):
             def __init__(self, *a, **k):
                 super().__init__(*a, **k)
+                self.batches = []  # sizes of the batches the backbone encoded
                 caches.append(self)
+
+            def _encode(self, x, compute):
+                self.batches.append(len(x))
+                return super()._encode(x, compute)
 
         monkeypatch.setattr(trainer, "FeatureCache", Kept)
     fit(make_plan(cfg, tmp_path), bundle, model, export_best=lambda *a: None, log=lambda s: None)
@@ -65,6 +74,28 @@ def test_frozen_backbone_keeps_weights_and_bn_stats_and_caches_features(tmp_path
     assert _changed(before, after, "head.")
     # 2 epochs, yet 64 train + 32 val images went through the backbone once each
     assert [(c.n, c.computed) for c in caches] == [(64, 64), (32, 32)]
+
+
+def test_one_process_encodes_every_image_up_front_in_inference_batches(tmp_path, monkeypatch):
+    import cnnlab.engine.module as module
+
+    monkeypatch.setattr(module, "FILL_BATCH", 24)
+    _, _, caches = _run(tmp_path, monkeypatch, freeze_backbone=True)
+    # training batches are 16: these are the fill's batches of 24, over all 64 and all 32 images
+    assert [c.batches for c in caches] == [[24, 24, 16], [24, 8]]
+
+
+def test_once_features_are_cached_no_image_is_decoded_again(tmp_path, monkeypatch):
+    datasets = []
+    _, after, _ = _run(tmp_path, monkeypatch, datasets, freeze_backbone=True)
+    # 2 epochs: each image decoded once, for the backbone's one pass
+    assert [d.decoded for d in datasets] == [64, 32]
+    # and the head trained on them: the same head as a run that decoded every epoch
+    twin = []
+    monkeypatch.setattr("cnnlab.data.bundle.IndexedDataset.features_cached", lambda self: None)
+    _, decoding, _ = _run(tmp_path / "twin", None, twin, freeze_backbone=True)
+    assert [d.decoded for d in twin] == [64 * 3, 32 * 3]  # the fill, then 2 epochs
+    assert all(torch.equal(after[k], decoding[k]) for k in after)
 
 
 def test_unfreeze_trains_the_backbone(tmp_path, monkeypatch):

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch.utils.data import Dataset
 
 from cnnlab.models.spec import PreprocessSpec
@@ -61,12 +62,25 @@ def set_epoch(dataset: Any, epoch: int) -> None:
         target.set_epoch(epoch)
 
 
+# the image of an item whose backbone features are cached: nothing to decode (batches of it
+# are (B, 0) tensors)
+NO_IMAGE = torch.zeros(0)
+
+
 class IndexedDataset(Dataset):
-    """Items as (x, y, index): lets the engine cache per-sample backbone features."""
+    """Items as (x, y, index): lets the engine cache per-sample backbone features. Once every
+    sample's features are cached (`features_cached()`), items carry NO_IMAGE instead of a decoded
+    image, so later epochs read labels only; the flag lives in shared memory, so DataLoader
+    workers started earlier see it too."""
 
     def __init__(self, dataset: Dataset) -> None:
         self.dataset = dataset
         self.targets = getattr(dataset, "targets", None)
+        self._cached = torch.zeros((), dtype=torch.bool).share_memory_()
+
+    def features_cached(self) -> None:
+        if self.targets is not None:  # without labels apart from the images, keep decoding
+            self._cached.fill_(True)
 
     def set_epoch(self, epoch: int) -> None:
         set_epoch(self.dataset, epoch)
@@ -75,5 +89,7 @@ class IndexedDataset(Dataset):
         return len(self.dataset)
 
     def __getitem__(self, i: int) -> tuple[Any, Any, int]:
+        if self._cached:
+            return NO_IMAGE, int(self.targets[i]), i
         x, y = self.dataset[i]
         return x, y, i

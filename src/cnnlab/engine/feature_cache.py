@@ -66,6 +66,11 @@ class FeatureCache:
         # an inference tensor cannot be saved for backward; the cache copies it anyway
         return self._encoder(x)
 
+    @property
+    def complete(self) -> bool:
+        """Every sample's features are cached."""
+        return self.filled is not None and bool(self.filled.all())
+
     def lookup(self, x: torch.Tensor, idx: torch.Tensor, compute: Encoder) -> torch.Tensor:
         """Features for the batch; computes (and stores) only the ones not seen yet."""
         if self.filled is None:
@@ -96,6 +101,8 @@ class FeatureCache:
         transform (uint8 -> normalised float), applied on `device`."""
         if self._backbone is None:
             raise ValueError("FeatureCache.fill needs the backbone (FeatureCache(n, backbone=...))")
+        if self.complete:
+            return
         start = 0
         for x, *_ in DataLoader(dataset, batch_size=batch_size, shuffle=False):
             x = x.to(device)

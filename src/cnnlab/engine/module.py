@@ -19,6 +19,9 @@ from cnnlab.engine.seeding import seed_step
 from cnnlab.errors import DivergedError
 from cnnlab.models.base import CnnClassifier
 
+# images per inference batch of the frozen backbone's one pass (FeatureCache.fill)
+FILL_BATCH = 64
+
 
 class ClassifierModule(L.LightningModule):
     def __init__(
@@ -75,6 +78,8 @@ class ClassifierModule(L.LightningModule):
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         x, *rest = batch
+        if not x.numel():  # NO_IMAGE: the backbone features of this batch are cached
+            return batch
         return (self.input_transform(x), *rest)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -109,6 +114,21 @@ class ClassifierModule(L.LightningModule):
                 groups = sched.optimizer.param_groups
                 for group, base, fn in zip(groups, sched.base_lrs, sched.lr_lambdas, strict=True):
                     group["lr"] = base * fn(sched.last_epoch)
+
+    def on_train_epoch_start(self) -> None:
+        # One process: the frozen backbone's single pass over train and val runs up front in
+        # inference batches larger than a training batch (benchmarks/RESULTS.md), inside epoch
+        # 1's time (Lightning calls the callbacks' hook, which starts the epoch clock, first).
+        # Under DDP each process fills its own shard lazily instead.
+        if not (self.feature_caches and self._backbone_frozen) or self.trainer.world_size > 1:
+            return
+        bundle = self.trainer.datamodule.bundle
+        for split, cache in self.feature_caches.items():
+            dataset = getattr(bundle, split)
+            cache.fill(  # returns at once when every feature is there
+                dataset, batch_size=FILL_BATCH, transform=self.input_transform, device=self.device
+            )
+            dataset.features_cached()  # from here on the loaders decode no image
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         # dropout and any other global-RNG use become a function of (seed, step, rank)
