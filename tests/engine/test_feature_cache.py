@@ -65,10 +65,15 @@ def test_fill_computes_every_sample_up_front_in_order():
 
     backbone = _backbone()
     x = torch.randint(0, 256, (9, 1, 28, 28), dtype=torch.uint8)
-    data = TensorDataset(x, torch.zeros(9))
+    labels = torch.tensor([3, 1, 4, 1, 5, 9, 2, 6, 5])
+    data = TensorDataset(x, labels)
     cache = FeatureCache(9, backbone=backbone)
-    cache.fill(data, batch_size=4, transform=lambda b: b.float() / 255.0)
+    seen = cache.fill(data, batch_size=4, transform=lambda b: b.float() / 255.0)
     assert bool(cache.filled.all()) and cache.computed == cache.n
+    assert (
+        seen.dtype == torch.int64 and seen.tolist() == labels.tolist()
+    )  # the items' own, in order
+    assert cache.fill(data, batch_size=4) is None  # nothing left to compute: nothing read
 
     def never(batch):
         raise AssertionError("filled samples are not recomputed")

@@ -92,7 +92,9 @@ def test_once_features_are_cached_no_image_is_decoded_again(tmp_path, monkeypatc
     assert [d.decoded for d in datasets] == [64, 32]
     # and the head trained on them: the same head as a run that decoded every epoch
     twin = []
-    monkeypatch.setattr("cnnlab.data.bundle.IndexedDataset.features_cached", lambda self: None)
+    monkeypatch.setattr(
+        "cnnlab.data.bundle.IndexedDataset.features_cached", lambda self, labels: None
+    )
     _, decoding, _ = _run(tmp_path / "twin", None, twin, freeze_backbone=True)
     assert [d.decoded for d in twin] == [64 * 3, 32 * 3]  # the fill, then 2 epochs
     assert all(torch.equal(after[k], decoding[k]) for k in after)

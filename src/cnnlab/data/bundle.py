@@ -69,18 +69,22 @@ NO_IMAGE = torch.zeros(0)
 
 class IndexedDataset(Dataset):
     """Items as (x, y, index): lets the engine cache per-sample backbone features. Once every
-    sample's features are cached (`features_cached()`), items carry NO_IMAGE instead of a decoded
-    image, so later epochs read labels only; the flag lives in shared memory, so DataLoader
-    workers started earlier see it too."""
+    sample's features are cached (`features_cached(labels)`, with the labels the items gave
+    while the features were computed), items carry NO_IMAGE instead of a decoded image, so
+    later epochs decode nothing; flag and labels live in shared memory, so DataLoader workers
+    started earlier see them too."""
 
     def __init__(self, dataset: Dataset) -> None:
         self.dataset = dataset
         self.targets = getattr(dataset, "targets", None)
         self._cached = torch.zeros((), dtype=torch.bool).share_memory_()
+        self._labels = torch.zeros(len(dataset), dtype=torch.int64).share_memory_()
 
-    def features_cached(self) -> None:
-        if self.targets is not None:  # without labels apart from the images, keep decoding
-            self._cached.fill_(True)
+    def features_cached(self, labels: torch.Tensor) -> None:
+        if labels.shape != self._labels.shape:
+            raise ValueError(f"{len(labels)} labels for {len(self._labels)} items")
+        self._labels.copy_(labels)
+        self._cached.fill_(True)
 
     def set_epoch(self, epoch: int) -> None:
         set_epoch(self.dataset, epoch)
@@ -90,6 +94,6 @@ class IndexedDataset(Dataset):
 
     def __getitem__(self, i: int) -> tuple[Any, Any, int]:
         if self._cached:
-            return NO_IMAGE, int(self.targets[i]), i
+            return NO_IMAGE, int(self._labels[i]), i
         x, y = self.dataset[i]
         return x, y, i

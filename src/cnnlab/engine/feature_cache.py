@@ -94,19 +94,22 @@ class FeatureCache:
         batch_size: int = 64,
         transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
         device: str | torch.device = "cpu",
-    ) -> None:
+    ) -> torch.Tensor | None:
         """Compute every sample's features up front, in inference batches of `batch_size`
-        (larger than a training batch: 1.30x vs 1.21x the best plain loop at 64 vs 32 for
-        Lite0, benchmarks/RESULTS.md). Items are (x, y, ...); `transform` is the data's batch
-        transform (uint8 -> normalised float), applied on `device`."""
+        (larger than a training batch, benchmarks/RESULTS.md). Items are (x, y, ...);
+        `transform` is the data's batch transform (uint8 -> normalised float), applied on
+        `device`. Returns every item's label in order (int64, on the CPU), as the items gave
+        them, or None when every feature was already there and nothing was read."""
         if self._backbone is None:
             raise ValueError("FeatureCache.fill needs the backbone (FeatureCache(n, backbone=...))")
         if self.complete:
-            return
-        start = 0
-        for x, *_ in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+            return None
+        start, labels = 0, []
+        for x, y, *_ in DataLoader(dataset, batch_size=batch_size, shuffle=False):
             x = x.to(device)
             x = transform(x) if transform is not None else x
             idx = torch.arange(start, start + len(x), device=device)
             self.lookup(x, idx, lambda b: b)  # the fallback is unused with a backbone
+            labels.append(torch.as_tensor(y, dtype=torch.int64).cpu())
             start += len(x)
+        return torch.cat(labels)

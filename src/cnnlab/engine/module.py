@@ -124,11 +124,12 @@ class ClassifierModule(L.LightningModule):
             return
         bundle = self.trainer.datamodule.bundle
         for split, cache in self.feature_caches.items():
-            dataset = getattr(bundle, split)
-            cache.fill(  # returns at once when every feature is there
-                dataset, batch_size=FILL_BATCH, transform=self.input_transform, device=self.device
-            )
-            dataset.features_cached()  # from here on the loaders decode no image
+            labels = cache.fill(
+                getattr(bundle, split), batch_size=FILL_BATCH, transform=self.input_transform,
+                device=self.device,
+            )  # fmt: skip
+            if labels is not None:  # from here on the loaders decode no image
+                getattr(bundle, split).features_cached(labels)
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         # dropout and any other global-RNG use become a function of (seed, step, rank)
