@@ -43,3 +43,20 @@ def test_the_refusals_example_is_minimum_over_ten_for_the_schedule(schedule, min
 def test_with_adam_the_example_is_minimum_over_ten_for_every_schedule(schedule):
     rules = RuleValues(None, None, 0.0031)
     assert _example(_result(None, schedule, rules, optimizer="AdamW")) == "0.003"
+
+
+def test_the_held_out_batch_is_a_fixed_seeded_draw_of_validation_items():
+    import torch
+    from torch.utils.data import TensorDataset
+
+    from cnnlab.lr_search import held_out_batch
+
+    val = TensorDataset(torch.arange(10.0).view(10, 1) * 10, torch.arange(10))
+    x, y = held_out_batch(val, 4, seed=0)
+    assert torch.equal(x.view(-1), y * 10.0)  # images and labels stay paired
+    assert len(set(y.tolist())) == 4  # without replacement
+    again = held_out_batch(val, 4, seed=0)[1]
+    others = [held_out_batch(val, 4, seed=s)[1].tolist() for s in range(1, 6)]
+    assert torch.equal(again, y) and any(o != y.tolist() for o in others)
+    assert sorted(held_out_batch(val, 32, seed=0)[1].tolist()) == list(range(10))  # all there is
+    assert held_out_batch(TensorDataset(torch.zeros(0, 1), torch.zeros(0)), 4, seed=0) is None

@@ -15,7 +15,6 @@ config.yaml, so a resume and a rerun use it without sweeping again.
 from __future__ import annotations
 
 import copy
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,7 +83,9 @@ def find_lr(
     module = build_module(cfg, prepared.bundle, prepared.model)
     loader = BundleDataModule(prepared.bundle, cfg).train_dataloader()
     steps = (settings or LRFindSettings()).num_steps
-    held_out = held_out_batch(prepared.bundle, cfg, steps)
+    held_out = None
+    if steps > len(loader):  # the sweep would train on some images twice
+        held_out = held_out_batch(prepared.bundle.val, cfg.data.batch_size, cfg.train.seed)
     accelerator = plan.device.accelerator
     device = torch.device(accelerator if accelerator in ("cuda", "mps") else "cpu")
     on_cpu = device.type == "cpu"
@@ -105,22 +106,20 @@ def find_lr(
     return result
 
 
-def held_out_batch(bundle: Any, cfg: C.Config, steps: int) -> tuple[Any, Any] | None:
-    """One fixed batch (the run's batch size) of validation images, drawn with the run's seed,
-    when a sweep of `steps` mini-batches would train on some training images twice (a loss
-    on them would then measure memorisation); None when it would not, or there is no
-    validation split."""
+def held_out_batch(val: Any, size: int, seed: int) -> tuple[Any, Any] | None:
+    """`size` validation images and their labels, drawn with `seed`: the fixed batch a sweep
+    that revisits training images reads its losses on (a loss on an image trained on already
+    measures memorisation). None without a validation split."""
     import torch
     from torch.utils.data import DataLoader, Subset
 
     from cnnlab.engine.seeding import derive_seed
 
-    batch = cfg.data.batch_size
-    if steps <= math.ceil(len(bundle.train) / batch) or len(bundle.val) == 0:
+    if len(val) == 0:
         return None
-    g = torch.Generator().manual_seed(derive_seed(cfg.train.seed, 0x4E1E))
-    picked = torch.randperm(len(bundle.val), generator=g)[:batch].tolist()
-    x, y = next(iter(DataLoader(Subset(bundle.val, picked), batch_size=len(picked))))[:2]
+    g = torch.Generator().manual_seed(derive_seed(seed, 0x4E1E))
+    picked = torch.randperm(len(val), generator=g)[:size].tolist()
+    x, y = next(iter(DataLoader(Subset(val, picked), batch_size=len(picked))))[:2]
     return x, y
 
 
