@@ -77,14 +77,16 @@ class FeatureCache:
             self.filled = torch.zeros(self.n, dtype=torch.bool, device=idx.device)
         missing = ~self.filled[idx]
         if missing.any():
-            fresh = self._encode(x[missing], compute)
+            # indexing copies the batch: only when part of it is cached already
+            new_x, new_idx = (x, idx) if missing.all() else (x[missing], idx[missing])
+            fresh = self._encode(new_x, compute)
             self.computed += len(fresh)
             if self.features is None:
                 self.features = torch.zeros(
                     (self.n, fresh.shape[1]), dtype=fresh.dtype, device=fresh.device
                 )
-            self.features[idx[missing]] = fresh
-            self.filled[idx[missing]] = True
+            self.features[new_idx] = fresh
+            self.filled[new_idx] = True
         return self.features[idx]
 
     def fill(
