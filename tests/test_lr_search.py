@@ -60,3 +60,15 @@ def test_the_held_out_batch_is_a_fixed_seeded_draw_of_validation_items():
     assert torch.equal(again, y) and any(o != y.tolist() for o in others)
     assert sorted(held_out_batch(val, 32, seed=0)[1].tolist()) == list(range(10))  # all there is
     assert held_out_batch(TensorDataset(torch.zeros(0, 1), torch.zeros(0)), 4, seed=0) is None
+
+
+def test_drawing_the_held_out_batch_leaves_the_global_generator_alone():
+    import torch
+    from torch.utils.data import TensorDataset
+
+    from cnnlab.lr_search import held_out_batch
+
+    val = TensorDataset(torch.arange(10.0).view(10, 1), torch.arange(10))
+    before = torch.get_rng_state()
+    held_out_batch(val, 4, seed=0)
+    assert torch.equal(torch.get_rng_state(), before)  # a DataLoader would have drawn a seed

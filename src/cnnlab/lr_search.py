@@ -111,7 +111,7 @@ def held_out_batch(val: Any, size: int, seed: int) -> tuple[Any, Any] | None:
     that revisits training images reads its losses on (a loss on an image trained on already
     measures memorisation). None without a validation split."""
     import torch
-    from torch.utils.data import DataLoader, Subset
+    from torch.utils.data import default_collate
 
     from cnnlab.engine.seeding import derive_seed
 
@@ -119,7 +119,8 @@ def held_out_batch(val: Any, size: int, seed: int) -> tuple[Any, Any] | None:
         return None
     g = torch.Generator().manual_seed(derive_seed(seed, 0x4E1E))
     picked = torch.randperm(len(val), generator=g)[:size].tolist()
-    x, y = next(iter(DataLoader(Subset(val, picked), batch_size=len(picked))))[:2]
+    # collated by hand: a DataLoader would draw its base seed from the global generator
+    x, y = default_collate([val[i] for i in picked])[:2]
     return x, y
 
 

@@ -53,3 +53,14 @@ def test_a_worker_started_before_the_features_were_cached_sees_them():
     indexed.features_cached(torch.tensor([1, 1, 0, 0]))
     x, y, _ = next(iter(loader))  # the same worker process: the flag is in shared memory
     assert first == [[0, 1], [0, 1]] and x.shape == (2, 0) and y.tolist() == [1, 1]
+
+
+def test_a_batched_fetch_reads_the_flag_once_and_decode_images_turns_it_back():
+    data = Counted()
+    indexed = IndexedDataset(data)
+    assert [y for _, y, _ in indexed.__getitems__([2, 3])] == [0, 1] and data.reads == 2
+    indexed.features_cached(torch.tensor([1, 0, 1, 0]))
+    batch = indexed.__getitems__([2, 3])
+    assert [(x is NO_IMAGE, y) for x, y, _ in batch] == [(True, 1), (True, 0)]
+    indexed.decode_images()  # the backbone trains again: images, and the items' own labels
+    assert [y for _, y, _ in indexed.__getitems__([2, 3])] == [0, 1] and data.reads == 4

@@ -68,12 +68,10 @@ def test_fill_computes_every_sample_up_front_in_order():
     labels = torch.tensor([3, 1, 4, 1, 5, 9, 2, 6, 5])
     data = TensorDataset(x, labels)
     cache = FeatureCache(9, backbone=backbone)
-    seen = cache.fill(data, batch_size=4, transform=lambda b: b.float() / 255.0)
+    cache.fill(data, batch_size=4, transform=lambda b: b.float() / 255.0)
     assert bool(cache.filled.all()) and cache.computed == cache.n
-    assert (
-        seen.dtype == torch.int64 and seen.tolist() == labels.tolist()
-    )  # the items' own, in order
-    assert cache.fill(data, batch_size=4) is None  # nothing left to compute: nothing read
+    seen = cache.cached_labels()  # the items' own, in order
+    assert seen.dtype == torch.int64 and seen.tolist() == labels.tolist()
 
     def never(batch):
         raise AssertionError("filled samples are not recomputed")
@@ -82,3 +80,25 @@ def test_fill_computes_every_sample_up_front_in_order():
     with torch.no_grad():
         expected = backbone(x.float() / 255.0)
     torch.testing.assert_close(out, expected, rtol=0, atol=1e-4)
+
+
+def test_labels_are_known_once_every_lookup_gave_them():
+    backbone = _backbone()
+    x = torch.rand(6, 1, 28, 28)
+    cache = FeatureCache(6, backbone=backbone)
+    cache.lookup(x[:4], torch.arange(4), None, torch.tensor([5, 6, 7, 8]))
+    assert cache.cached_labels() is None  # two items not seen yet
+    # a lazily filled cache (validation batches after a mid-epoch resume): part known already
+    cache.lookup(x[2:], torch.arange(2, 6), None, torch.tensor([0, 0, 9, 4]))
+    assert cache.cached_labels().tolist() == [5, 6, 7, 8, 9, 4]  # the first labels stay
+    unlabelled = FeatureCache(6, backbone=backbone)
+    unlabelled.lookup(x, torch.arange(6), None)
+    assert unlabelled.complete and unlabelled.cached_labels() is None
+
+
+def test_an_empty_split_is_complete_with_no_labels_and_fill_reads_nothing():
+    from torch.utils.data import TensorDataset
+
+    cache = FeatureCache(0, backbone=_backbone())
+    cache.fill(TensorDataset(torch.zeros(0, 1, 28, 28), torch.zeros(0)))
+    assert cache.complete and cache.cached_labels().shape == (0,) and cache.computed == 0

@@ -31,9 +31,10 @@ class Blobs(Dataset):
         return self.x[i], self.targets[i]
 
 
-def _run(tmp_path, monkeypatch=None, decoded=None, **model_opts):
+def _run(tmp_path, monkeypatch=None, decoded=None, workers=0, **model_opts):
     decoded = [] if decoded is None else decoded
     cfg = Config()
+    cfg.set("data.workers", workers)
     cfg.set("train.epochs", 2)
     cfg.set("data.batch_size", 16)
     cfg.set("data.augment", "none")
@@ -98,6 +99,14 @@ def test_once_features_are_cached_no_image_is_decoded_again(tmp_path, monkeypatc
     _, decoding, _ = _run(tmp_path / "twin", None, twin, freeze_backbone=True)
     assert [d.decoded for d in twin] == [64 * 3, 32 * 3]  # the fill, then 2 epochs
     assert all(torch.equal(after[k], decoding[k]) for k in after)
+
+
+def test_loader_workers_see_the_cached_features_and_their_labels(tmp_path):
+    # persistent workers start before the fill: the flag and the labels reach them through
+    # shared memory, and the head trains exactly as in one process
+    _, in_process, _ = _run(tmp_path / "w0", freeze_backbone=True)
+    _, with_workers, _ = _run(tmp_path / "w2", workers=2, freeze_backbone=True)
+    assert all(torch.equal(in_process[k], with_workers[k]) for k in in_process)
 
 
 def test_unfreeze_trains_the_backbone(tmp_path, monkeypatch):

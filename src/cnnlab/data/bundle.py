@@ -86,6 +86,10 @@ class IndexedDataset(Dataset):
         self._labels.copy_(labels)
         self._cached.fill_(True)
 
+    def decode_images(self) -> None:
+        """Back to decoded images (the backbone trains again: its features change)."""
+        self._cached.fill_(False)
+
     def set_epoch(self, epoch: int) -> None:
         set_epoch(self.dataset, epoch)
 
@@ -93,7 +97,16 @@ class IndexedDataset(Dataset):
         return len(self.dataset)
 
     def __getitem__(self, i: int) -> tuple[Any, Any, int]:
-        if self._cached:
+        return self._item(i, bool(self._cached))
+
+    def __getitems__(self, indices: list[int]) -> list[tuple[Any, Any, int]]:
+        # the DataLoader's batched fetch: the flag is read once, so a batch is never half
+        # images and half NO_IMAGE when it changes while a worker is fetching
+        cached = bool(self._cached)
+        return [self._item(i, cached) for i in indices]
+
+    def _item(self, i: int, cached: bool) -> tuple[Any, Any, int]:
+        if cached:
             return NO_IMAGE, int(self._labels[i]), i
         x, y = self.dataset[i]
         return x, y, i

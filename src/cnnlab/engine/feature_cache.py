@@ -49,6 +49,9 @@ class FeatureCache:
         self.n = n
         self.features: torch.Tensor | None = None  # (n, F), on the model's device
         self.filled: torch.Tensor | None = None  # (n,) bool
+        # (n,) int64 on the CPU, -1 until known: the label each item gave when its features
+        # were computed, so a complete cache can stand in for the items (IndexedDataset)
+        self.labels = torch.full((n,), -1, dtype=torch.int64)
         self._backbone = backbone
         self._channels_last = channels_last
         self._encoder: Encoder | None = None
@@ -69,16 +72,33 @@ class FeatureCache:
     @property
     def complete(self) -> bool:
         """Every sample's features are cached."""
+        if self.n == 0:
+            return True
         return self.filled is not None and bool(self.filled.all())
 
-    def lookup(self, x: torch.Tensor, idx: torch.Tensor, compute: Encoder) -> torch.Tensor:
-        """Features for the batch; computes (and stores) only the ones not seen yet."""
+    def cached_labels(self) -> torch.Tensor | None:
+        """Every item's label once every feature is cached and every lookup gave its labels;
+        None before."""
+        if not self.complete or bool((self.labels < 0).any()):
+            return None
+        return self.labels
+
+    def lookup(
+        self,
+        x: torch.Tensor,
+        idx: torch.Tensor,
+        compute: Encoder,
+        y: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Features for the batch; computes (and stores) only the ones not seen yet, and with
+        `y` the labels of those."""
         if self.filled is None:
             self.filled = torch.zeros(self.n, dtype=torch.bool, device=idx.device)
         missing = ~self.filled[idx]
         if missing.any():
             # indexing copies the batch: only when part of it is cached already
-            new_x, new_idx = (x, idx) if missing.all() else (x[missing], idx[missing])
+            every = bool(missing.all())
+            new_x, new_idx = (x, idx) if every else (x[missing], idx[missing])
             fresh = self._encode(new_x, compute)
             self.computed += len(fresh)
             if self.features is None:
@@ -87,6 +107,9 @@ class FeatureCache:
                 )
             self.features[new_idx] = fresh
             self.filled[new_idx] = True
+            if y is not None:
+                new_y = y if every else y[missing]
+                self.labels[new_idx.cpu()] = new_y.to("cpu", torch.int64)
         return self.features[idx]
 
     def fill(
@@ -96,22 +119,22 @@ class FeatureCache:
         batch_size: int = 64,
         transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
         device: str | torch.device = "cpu",
-    ) -> torch.Tensor | None:
-        """Compute every sample's features up front, in inference batches of `batch_size`
-        (larger than a training batch, benchmarks/RESULTS.md). Items are (x, y, ...);
-        `transform` is the data's batch transform (uint8 -> normalised float), applied on
-        `device`. Returns every item's label in order (int64, on the CPU), as the items gave
-        them, or None when every feature was already there and nothing was read."""
+        num_workers: int = 0,
+    ) -> None:
+        """Compute every missing sample's features up front, in inference batches of
+        `batch_size` (larger than a training batch on a CPU, benchmarks/RESULTS.md), with the
+        items' labels. Items are (x, y, ...); `transform` is the data's batch transform
+        (uint8 -> normalised float), applied on `device`."""
         if self._backbone is None:
             raise ValueError("FeatureCache.fill needs the backbone (FeatureCache(n, backbone=...))")
         if self.complete:
-            return None
-        start, labels = 0, []
-        for x, y, *_ in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+            return
+        loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+        start = 0
+        for x, y, *_ in loader:
             x = x.to(device)
             x = transform(x) if transform is not None else x
             idx = torch.arange(start, start + len(x), device=device)
-            self.lookup(x, idx, lambda b: b)  # the fallback is unused with a backbone
-            labels.append(torch.as_tensor(y, dtype=torch.int64).cpu())
+            # the fallback is unused with a backbone
+            self.lookup(x, idx, lambda b: b, torch.as_tensor(y))
             start += len(x)
-        return torch.cat(labels)

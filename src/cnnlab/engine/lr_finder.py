@@ -47,6 +47,7 @@ changed what training did next (Lightning #6675, fastai #3013 and #3185, torch-l
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import random
@@ -323,6 +324,8 @@ class _Snapshot:
             np.random.get_state(),
             random.getstate(),
             torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None,
+            # the sweep's torch.manual_seed reseeds the MPS generator too
+            torch.mps.get_rng_state() if torch.backends.mps.is_available() else None,
         )
 
     def restore(self) -> None:
@@ -340,12 +343,14 @@ class _Snapshot:
             self.optimizer.load_state_dict(self.opt_state)
             if self.opt_called is not None:  # the LR scheduler's "step before optimizer" flag
                 self.optimizer._opt_called = self.opt_called
-        cpu, np_state, py_state, cuda = self.rng
+        cpu, np_state, py_state, cuda, mps = self.rng
         torch.set_rng_state(cpu)
         np.random.set_state(np_state)
         random.setstate(py_state)
         if cuda is not None:
             torch.cuda.set_rng_state_all(cuda)
+        if mps is not None:
+            torch.mps.set_rng_state(mps)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -437,24 +442,54 @@ class _HeldOutLoss:
         self, module: ClassifierModule, batch: tuple[torch.Tensor, torch.Tensor], seed: int
     ) -> None:
         self.module, self.seed = module, derive_seed(seed, 0x4E1D)
-        device = next(module.parameters()).device
-        x, self.y = module.input_transform(batch[0].to(device)), batch[1].to(device)
-        self.features = None
+        self.device = next(module.parameters()).device
+        x, self.y = module.input_transform(batch[0].to(self.device)), batch[1].to(self.device)
+        self.x, self.features = x, None
         if module.backbone_frozen:  # eval mode and no gradients: the features never change
             with torch.no_grad():
-                self.features = module._backbone(x)
-        self.x = x
-        self.devices = [device] if device.type == "cuda" else []
+                self.x, self.features = None, module._backbone(x)
 
     def __call__(self) -> float:
         m = self.module
-        with torch.no_grad(), torch.random.fork_rng(devices=self.devices):
-            torch.default_generator.manual_seed(self.seed)
-            if self.devices:
-                torch.cuda.manual_seed(self.seed)
+        with torch.no_grad(), _seeded(self.device, self.seed):
             frozen = self.features is not None
             logits = m.model.forward_head(self.features) if frozen else m(self.x)
             return float(m._loss(logits, self.y))
+
+
+@contextlib.contextmanager
+def _seeded(device: torch.device, seed: int) -> Iterator[None]:
+    """The CPU generator and `device`'s own seeded with `seed` inside, as they were after."""
+    cpu = torch.get_rng_state()
+    state = _device_rng_state(device)
+    torch.default_generator.manual_seed(seed)
+    if device.type == "cuda":
+        with torch.cuda.device(device):
+            torch.cuda.manual_seed(seed)
+    elif device.type == "mps":
+        torch.mps.manual_seed(seed)
+    try:
+        yield
+    finally:
+        torch.set_rng_state(cpu)
+        _set_device_rng_state(device, state)
+
+
+def _device_rng_state(device: torch.device) -> torch.Tensor | None:
+    if device.type == "cuda":
+        return torch.cuda.get_rng_state(device)
+    if device.type == "mps":
+        return torch.mps.get_rng_state()
+    return None
+
+
+def _set_device_rng_state(device: torch.device, state: torch.Tensor | None) -> None:
+    if state is None:
+        return
+    if device.type == "cuda":
+        torch.cuda.set_rng_state(state, device)
+    elif device.type == "mps":
+        torch.mps.set_rng_state(state)
 
 
 def _sweep(

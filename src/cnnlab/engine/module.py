@@ -19,7 +19,8 @@ from cnnlab.engine.seeding import seed_step
 from cnnlab.errors import DivergedError
 from cnnlab.models.base import CnnClassifier
 
-# images per inference batch of the frozen backbone's one pass (FeatureCache.fill)
+# images per inference batch of the frozen backbone's one pass on a CPU (FeatureCache.fill;
+# on an accelerator the run's batch size, which is known to fit in its memory)
 FILL_BATCH = 64
 
 
@@ -94,7 +95,7 @@ class ClassifierModule(L.LightningModule):
         """Logits and labels; (x, y, index) batches use the frozen-backbone feature cache."""
         if len(batch) == 3 and self.feature_caches and self._backbone_frozen:
             x, y, idx = batch
-            features = self.feature_caches[split].lookup(x, idx, self._backbone)
+            features = self.feature_caches[split].lookup(x, idx, self._backbone, y)
             return self.model.forward_head(features), y
         return self(batch[0]), batch[1]
 
@@ -117,19 +118,25 @@ class ClassifierModule(L.LightningModule):
 
     def on_train_epoch_start(self) -> None:
         # One process: the frozen backbone's single pass over train and val runs up front in
-        # inference batches larger than a training batch (benchmarks/RESULTS.md), inside epoch
-        # 1's time (Lightning calls the callbacks' hook, which starts the epoch clock, first).
-        # Under DDP each process fills its own shard lazily instead.
+        # inference batches (on a CPU larger than a training batch: benchmarks/RESULTS.md),
+        # inside epoch 1's time (Lightning calls the callbacks' hook, which starts the epoch
+        # clock, first), in the run's precision and with its loader workers. Once a split's
+        # features (and labels) are all cached, its loaders decode no image. Under DDP each
+        # process fills its own shard lazily instead.
         if not (self.feature_caches and self._backbone_frozen) or self.trainer.world_size > 1:
             return
-        bundle = self.trainer.datamodule.bundle
-        for split, cache in self.feature_caches.items():
-            labels = cache.fill(
-                getattr(bundle, split), batch_size=FILL_BATCH, transform=self.input_transform,
-                device=self.device,
-            )  # fmt: skip
-            if labels is not None:  # from here on the loaders decode no image
-                getattr(bundle, split).features_cached(labels)
+        data = self.trainer.datamodule
+        batch = FILL_BATCH if self.device.type == "cpu" else data.cfg.data.batch_size
+        with self.trainer.precision_plugin.forward_context():
+            for split, cache in self.feature_caches.items():
+                dataset = getattr(data.bundle, split)
+                cache.fill(
+                    dataset, batch_size=batch, transform=self.input_transform, device=self.device,
+                    num_workers=data.cfg.data.workers,
+                )  # fmt: skip
+                labels = cache.cached_labels()
+                if labels is not None:
+                    dataset.features_cached(labels)
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         # dropout and any other global-RNG use become a function of (seed, step, rank)
@@ -165,6 +172,11 @@ class ClassifierModule(L.LightningModule):
         """Frozen: no gradients for the backbone and its BatchNorm statistics fixed (eval mode)."""
         if self._backbone_frozen and not frozen:
             self.feature_caches = {}  # features change once the backbone trains
+            data = getattr(self._trainer, "datamodule", None) if self._trainer else None
+            for split in ("train", "val"):  # and its loaders must decode images again
+                dataset = getattr(getattr(data, "bundle", None), split, None)
+                if hasattr(dataset, "decode_images"):
+                    dataset.decode_images()
         self._backbone_frozen = frozen
         for p in self.model.backbone.parameters():
             p.requires_grad_(not frozen)
