@@ -101,6 +101,18 @@ def test_once_features_are_cached_no_image_is_decoded_again(tmp_path, monkeypatc
     assert all(torch.equal(after[k], decoding[k]) for k in after)
 
 
+def test_train_and_validation_caches_fold_the_backbone_once(tmp_path, monkeypatch):
+    import cnnlab.engine.feature_cache as feature_cache
+
+    built = []
+    real = feature_cache.inference_encoder
+    monkeypatch.setattr(
+        feature_cache, "inference_encoder", lambda *a, **k: built.append(1) or real(*a, **k)
+    )
+    _, _, caches = _run(tmp_path, monkeypatch, freeze_backbone=True)
+    assert [c.computed for c in caches] == [64, 32] and len(built) == 1
+
+
 def test_loader_workers_see_the_cached_features_and_their_labels(tmp_path):
     # persistent workers start before the fill: the flag and the labels reach them through
     # shared memory, and the head trains exactly as in one process

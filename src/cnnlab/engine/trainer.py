@@ -30,7 +30,7 @@ from cnnlab.data.bundle import DataBundle, IndexedDataset
 from cnnlab.engine.callbacks import make_callbacks
 from cnnlab.engine.checkpoint import AtomicCheckpointIO
 from cnnlab.engine.devices import launched
-from cnnlab.engine.feature_cache import FeatureCache
+from cnnlab.engine.feature_cache import FeatureCache, SharedEncoder
 from cnnlab.engine.module import ClassifierModule
 from cnnlab.engine.rendezvous import RendezvousGuard, setup_error, timeout_s
 from cnnlab.engine.samplers import EpochSampler, ShardSampler
@@ -133,10 +133,10 @@ def fit(
             bundle, train=IndexedDataset(bundle.train), val=IndexedDataset(bundle.val)
         )
         # the one backbone pass runs on a folded, inference-mode copy (models/fold.py)
-        fast = {"backbone": model.backbone, "channels_last": cfg.model.channels_last}
+        encoder = SharedEncoder(model.backbone, channels_last=cfg.model.channels_last)
         caches = {
-            "train": FeatureCache(len(bundle.train), **fast),
-            "val": FeatureCache(len(bundle.val), **fast),
+            "train": FeatureCache(len(bundle.train), encoder=encoder),
+            "val": FeatureCache(len(bundle.val), encoder=encoder),
         }
         log("frozen backbone, no augmentation: backbone features are computed once and cached")
     progress = interactive_output()
