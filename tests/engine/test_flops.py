@@ -38,7 +38,12 @@ def test_equals_torchs_flop_counter_on_a_real_training_step(name, chans, size):
 
 @pytest.mark.parametrize(
     ("name", "chans", "size"),
-    [("smallcnn", 1, 28), ("mobilenet_v2", 3, 32), ("efficientnet_lite0", 3, 64)],
+    [
+        ("smallcnn", 1, 28),
+        ("smallcnn_deep", 1, 28),
+        ("mobilenet_v2", 3, 32),
+        ("efficientnet_lite0", 3, 64),
+    ],
 )
 def test_equals_the_corrected_counter_on_a_real_step_with_depthwise_convs(name, chans, size):
     torch.manual_seed(0)
@@ -59,6 +64,20 @@ def test_smallcnn_dense_by_hand():
     # gradient) and every weight gradient, each as costly as the forward
     first = 28 * 28 * 9 * 1 * 32
     assert train_flops_per_image(model, (1, 28, 28)) == 2 * (3 * macs - first)
+
+
+def test_smallcnn_deep_forward_by_hand():
+    # a 3x3 conv 1->32 at 28 px; at 14 px three separable blocks 32->64, 64->64, 64->64; at 7 px
+    # 64->128, 128->128, 128->128; each block a 3x3 per channel then a 1x1 mixing channels
+    def separable(hw: int, c_in: int, c_out: int) -> int:
+        return hw * hw * (9 * c_in + c_in * c_out)
+
+    macs = 28 * 28 * 9 * 32
+    macs += separable(14, 32, 64) + 2 * separable(14, 64, 64)
+    macs += separable(7, 64, 128) + 2 * separable(7, 128, 128) + 128 * 10
+    assert macs == 4_664_512
+    model = create_model("smallcnn_deep", num_classes=10)
+    assert forward_flops_per_image(model, (1, 28, 28)) == 2 * macs
 
 
 def test_depthwise_weight_gradient_counted_once_per_group():
