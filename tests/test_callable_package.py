@@ -32,4 +32,4 @@ def test_the_models_table_through_the_package():
     import cnnlab.models
 
     rows = cnnlab.models(input_size=28, num_classes=10, names=["smallcnn"])
-    assert [r["name"] for r in rows] == ["smallcnn"] and rows[0]["params"] == 36_298
+    assert [r["name"] for r in rows] == ["smallcnn"] and rows[0]["params"] == 32_522

@@ -25,7 +25,13 @@ def _real_step_flops(model: nn.Module, x: torch.Tensor, counter: FlopCounterMode
 
 @pytest.mark.parametrize(
     ("name", "chans", "size"),
-    [("smallcnn_dense", 1, 28), ("resnet18", 3, 32), ("vgg11", 3, 32), ("alexnet", 3, 32)],
+    [
+        ("smallcnn", 1, 28),
+        ("smallcnn_dense", 1, 28),
+        ("resnet18", 3, 32),
+        ("vgg11", 3, 32),
+        ("alexnet", 3, 32),
+    ],
 )
 def test_equals_torchs_flop_counter_on_a_real_training_step(name, chans, size):
     # dense convolutions only: torch's own counter is right for these
@@ -39,7 +45,7 @@ def test_equals_torchs_flop_counter_on_a_real_training_step(name, chans, size):
 @pytest.mark.parametrize(
     ("name", "chans", "size"),
     [
-        ("smallcnn", 1, 28),
+        ("smallcnn_dw", 1, 28),
         ("smallcnn_deep", 1, 28),
         ("mobilenet_v2", 3, 32),
         ("efficientnet_lite0", 3, 64),
@@ -64,6 +70,18 @@ def test_smallcnn_dense_by_hand():
     # gradient) and every weight gradient, each as costly as the forward
     first = 28 * 28 * 9 * 1 * 32
     assert train_flops_per_image(model, (1, 28, 28)) == 2 * (3 * macs - first)
+
+
+def test_smallcnn_by_hand():
+    # the default: 3x3 convs 1->16 at 28 px, 16->24 and 24->24 at 14 px, 24->40, 40->40 at 7 px
+    macs = 28 * 28 * 9 * 16 + 14 * 14 * 9 * (16 * 24 + 24 * 24) + 7 * 7 * 9 * (24 * 40 + 40 * 40)
+    macs += 40 * 10
+    model = create_model("smallcnn", num_classes=10)
+    assert forward_flops_per_image(model, (1, 28, 28)) == 2 * macs
+    first = 28 * 28 * 9 * 16  # no input gradient for the image
+    assert train_flops_per_image(model, (1, 28, 28)) == 2 * (3 * macs - first)
+    # 17.4 MFLOP: 4 epochs of 54,000 images are 3.76 TFLOP, inside the 4 TFLOP budget
+    assert 4 * 54_000 * train_flops_per_image(model, (1, 28, 28)) < 4e12
 
 
 def test_smallcnn_deep_forward_by_hand():
@@ -96,7 +114,7 @@ def test_frozen_backbone_costs_its_forward_only():
     model = create_model("smallcnn", num_classes=10)
     for p in model.backbone.parameters():
         p.requires_grad_(False)
-    head = 2 * 128 * 10
+    head = 2 * 40 * 10  # smallcnn's 40 features -> 10 classes
     fwd = forward_flops_per_image(model, (1, 28, 28))
     assert train_flops_per_image(model, (1, 28, 28)) == fwd + head  # + the head's weight grad
 

@@ -84,7 +84,7 @@ def test_gradcampp_weights_are_zero_where_the_gradient_is():
 # One model per family with the map Grad-CAM should use, derived by hand from the
 # architectures at 32 px (smallcnn at 28): the last conv stage, before any pooling.
 EXPECTED_LAYER = {
-    "smallcnn": ("backbone.28", (128, 7, 7)),  # ReLU of the last depthwise-separable block
+    "smallcnn": ("backbone.16", (40, 7, 7)),  # ReLU of the last conv, at 7 px
     "alexnet": ("backbone.features.11", (256, 7, 7)),  # relu5, before pool5
     "alexnet_paper": ("backbone.features.relu5", (256, 7, 7)),
     "vgg16": ("backbone.features.29", (512, 2, 2)),  # relu5_3, before pool5

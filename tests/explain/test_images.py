@@ -54,7 +54,7 @@ def test_overlays_use_the_runs_preprocessing_and_the_predicted_class(run, tmp_pa
             assert im.format == "PNG" and im.width > 200
         assert r.predicted == r.target == e["top"][0]["class"]
         assert r.predicted_prob == pytest.approx(e["top"][0]["prob"], abs=1e-6)
-        assert r.heatmap.shape == (32, 32) and r.layer == "backbone.28"
+        assert r.heatmap.shape == (32, 32) and r.layer == "backbone.16"
         x = load_for_predict(path, model.preprocess)[0]
         np.testing.assert_allclose(r.heatmap, cam(model, x, CLASSES.index(r.target)), atol=1e-6)
 
