@@ -354,6 +354,32 @@ def test_data_leakage_from_exact_copies_and_from_the_audit():
     assert codes(D.data_leakage(make_run(audit=audit), None)) == [Code.DATA_LEAKAGE]
 
 
+def _cross_split(pairs: list[tuple[str, str, str]], images: dict[str, int]) -> dict:
+    """audit.json with one cross_split_duplicate group per (train file, other file, its split)."""
+    groups = [
+        {"code": "cross_split_duplicate", "files": [t, o], "splits": ["train", split]}
+        for t, o, split in pairs
+    ]
+    return {"findings": groups, "data": {"images": images}}
+
+
+def test_data_leakage_from_the_audit_needs_the_same_fraction_as_exact_copies():
+    sizes = {"train": 1500, "val": 500, "test": 500}
+    # one look-alike pair per held-out split (what the audit finds in Fashion-MNIST subsets)
+    one_each = _cross_split([("a.png", "v.png", "val"), ("b.png", "t.png", "test")], sizes)
+    assert D.data_leakage(make_run(audit=one_each), None) == []
+    # 6 of 500 test images (1.2%); a test image in two groups counts once
+    six = [(f"tr{i}.png", f"te{i}.png", "test") for i in range(6)] + [("x.png", "te0.png", "test")]
+    fs = D.data_leakage(make_run(audit=_cross_split(six, sizes)), None)
+    assert codes(fs) == [Code.DATA_LEAKAGE]
+    assert fs[0].evidence["copies"] == 6 and fs[0].evidence["fraction"] == pytest.approx(0.012)
+    # a group without a training image (val <-> test) is no copy of training data
+    held_out = {"findings": [{"code": "cross_split_duplicate", "files": [f"v{i}", f"t{i}"],
+                              "splits": ["val", "test"]} for i in range(50)],
+                "data": {"images": sizes}}  # fmt: skip
+    assert D.data_leakage(make_run(audit=held_out), None) == []
+
+
 def test_val_above_train_is_info_when_explained_and_a_warning_when_large():
     rows = [(0, 1.0, 0.60, 0.8, 0.66), (1, 0.7, 0.72, 0.6, 0.76)]  # +4 points, augmentation on
     assert [f.severity for f in D.val_above_train(make_run(rows), None)] == [Severity.INFO]

@@ -97,8 +97,9 @@ RULES: dict[Code, str] = {
     Code.INPUT_NOT_NORMALIZED: "a channel of the preprocessed input has a mean beyond ±"
     "{INPUT_MEAN_MAX} or a std outside {INPUT_STD_LO}-{INPUT_STD_HI} (with pretrained weights, "
     "whose own statistics are the right ones, only a std over {INPUT_STD_RAW:g}: raw pixels)",
-    Code.DATA_LEAKAGE: "at least {LEAK_FRACTION:.0%} of the validation or test images are exact "
-    "pixel copies of training images, or the audit found cross-split duplicates",
+    Code.DATA_LEAKAGE: "at least {LEAK_FRACTION:.0%} of the validation or test images are copies "
+    "of training images: exact pixel copies (the doctor's probe) or exact and near copies (the "
+    "dataset audit's cross-split duplicates)",
     Code.VAL_ABOVE_TRAIN: "validation accuracy exceeds training accuracy by {VAL_ABOVE_GAP:.0%} or "
     "more: info when dropout, augmentation or the running training average explain it, a "
     "warning from {VAL_ABOVE_WARN:.0%} or when nothing does",
