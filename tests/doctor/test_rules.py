@@ -259,6 +259,18 @@ def test_undertrained_when_the_last_epoch_gains_a_large_share():
     assert R.undertrained(make_run(), None) == []
 
 
+def test_not_undertrained_when_the_training_data_is_fitted():
+    # bench_doctor's H08 (generated shapes, the dense smallcnn): validation dips at the
+    # one-cycle peak and recovers by +26 points in the last epoch, with the training set fitted
+    rows = [(0, 0.92, 0.551, 0.80, 0.783), (1, 0.16, 0.972, 36.5, 0.333),
+            (2, 0.07, 0.978, 20.6, 0.356), (3, 0.18, 0.936, 0.75, 0.728),
+            (4, 0.03, 0.999, 0.046, 0.989)]  # fmt: skip
+    assert R.undertrained(make_run(rows), None) == []
+    # the same curve with the training set not yet fitted is still undertrained
+    unfitted = [*rows[:-1], (4, 0.03, 0.95, 0.046, 0.989)]
+    assert codes(R.undertrained(make_run(unfitted), None)) == [Code.UNDERTRAINED]
+
+
 def test_class_imbalance_is_a_warning_only_when_a_minority_class_is_missed():
     counts = {"train": [400, 400, 20], "val": [50, 50, 50]}
     missed = ProbeResults(

@@ -80,7 +80,8 @@ RULES: dict[Code, str] = {
     "(under {UNDERFIT_FLAT:.0%} change over two epochs) although the run is not at chance",
     Code.UNDERTRAINED: "stopped by the epoch limit while still improving: the last epoch gained "
     "at least {UNDERTRAINED_GAIN:.0%} validation accuracy and {UNDERTRAINED_SHARE:.0%} of the "
-    "run's total gain, and the validation loss still fell",
+    "run's total gain, the validation loss still fell, and training accuracy is under "
+    "{UNDERTRAINED_FITTED:.0%} (a run that fits its training data has nothing left to learn)",
     Code.CLASS_IMBALANCE: "the largest training class is {IMBALANCE_RATIO:g}x the smallest or "
     "more; a warning when the smallest class's recall is under {MINORITY_RECALL_SHARE} x the "
     "mean recall and nothing rebalances",

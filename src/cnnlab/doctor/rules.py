@@ -410,6 +410,10 @@ def undertrained(run: RunFolder, probes: ProbeResults | None) -> list[Finding]:
     last, total = va[-1] - va[-2], va[-1] - va[0]
     if last < T.UNDERTRAINED_GAIN or last < T.UNDERTRAINED_SHARE * total or vl[-1] >= vl[-2]:
         return []
+    tr = column(run, "train_acc")
+    if tr and tr[-1] >= T.UNDERTRAINED_FITTED:
+        # a last-epoch jump after a high-lr dip in validation, not a run short of epochs
+        return []
     epochs = len(run.history)
     return [
         Finding(

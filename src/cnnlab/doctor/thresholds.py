@@ -39,6 +39,8 @@ OVERFIT_TINY_PER_CLASS = 50
 OVERFIT_ABOVE_CHANCE = 0.05  # ...and validation accuracy above the majority rate by this much
 UNDERFIT_ACC, UNDERFIT_FLAT = 0.6, 0.03
 UNDERTRAINED_GAIN, UNDERTRAINED_SHARE = 0.02, 0.25
+# training accuracy at which a run has fitted its data: more epochs have nothing left to learn
+UNDERTRAINED_FITTED = 0.99
 IMBALANCE_RATIO, MINORITY_RECALL_SHARE = 10.0, 0.5
 NOISE_GAP = 0.10  # val accuracy - train accuracy, same model, no augmentation
 MEMORISE_TRAIN_ACC = 0.9
