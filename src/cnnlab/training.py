@@ -24,6 +24,7 @@ from cnnlab import config as C
 from cnnlab import runs
 from cnnlab.errors import (
     DataChangedError,
+    DataError,
     DiskFullError,
     DivergedError,
     InterruptedRun,
@@ -91,6 +92,13 @@ def prepare(plan: RunPlan, log: Log) -> Prepared:
         log(f"warning: {note}")
     log(f"device: {plan.device.accelerator} ({plan.device.reason})")
     bundle = build_data(cfg, plan.inputs, manifest=plan.manifest, log=log)
+    if bundle.val is None or len(bundle.val) == 0:
+        # Lightning would run epochs without validation and fail at the first val_acc lookup
+        raise DataError(
+            "no validation images (an empty val split, or a validation fraction of 0): the best "
+            "checkpoint, early stopping and the doctor are judged on them; use --set "
+            "data.val_fraction=0.1, or put images in the val split"
+        )
     for line in bundle.summary:
         log(line)
     model = create_model(

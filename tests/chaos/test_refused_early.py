@@ -91,3 +91,17 @@ def test_a_set_up_that_fails_on_the_data_leaves_the_name_free(capsys, tmp_path, 
         outcome = cli(capsys, "train", "--runs-dir", runs, "--name", "x", "--data", data)
     outcome.expect(EXIT_DATA, fragment, alone=False)
     assert not (runs / "x").exists()
+
+
+def test_no_validation_images_is_a_data_error_and_frees_the_name(capsys, tmp_path):
+    """A validation fraction of 0 ran an epoch, then failed on `val_acc` as an internal error."""
+    from tests.conftest import _fmnist_present
+
+    if not _fmnist_present():
+        pytest.skip("Fashion-MNIST is not installed (`make data` installs it)")
+    runs = tmp_path / "runs"
+    with untouched_outside([tmp_path], runs / "t"):  # the name is claimed, then released
+        outcome = cli(capsys, "train", "--runs-dir", runs, "--name", "t", "--subset", "300",
+                      "--set", "data.val_fraction=0")  # fmt: skip
+    outcome.expect(EXIT_DATA, "no validation images", "--set data.val_fraction=0.1")
+    assert not (runs / "t").exists()
