@@ -92,13 +92,6 @@ def prepare(plan: RunPlan, log: Log) -> Prepared:
         log(f"warning: {note}")
     log(f"device: {plan.device.accelerator} ({plan.device.reason})")
     bundle = build_data(cfg, plan.inputs, manifest=plan.manifest, log=log)
-    if bundle.val is None or len(bundle.val) == 0:
-        # Lightning would run epochs without validation and fail at the first val_acc lookup
-        raise DataError(
-            "no validation images (an empty val split, or a validation fraction of 0): the best "
-            "checkpoint, early stopping and the doctor are judged on them; use --set "
-            "data.val_fraction=0.1, or put images in the val split"
-        )
     for line in bundle.summary:
         log(line)
     model = create_model(
@@ -134,6 +127,7 @@ def start_run(
         write_text(run_dir / "config.yaml", C.to_yaml(plan.config))
         with sigterm_interrupts():
             prepared = prepare_fn(plan, log)
+            require_validation(prepared.bundle)
             audited = audit_data(plan, prepared, log)
             if plan.config.optim.lr == "auto":  # the lr finder on this model and data
                 from cnnlab.lr_search import choose_lr
@@ -195,6 +189,18 @@ def continue_run(
                           device=plan.device.accelerator)  # fmt: skip
 
     return fit_and_report(plan, prepared, log=log, callbacks=callbacks, on_joined=running)
+
+
+def require_validation(bundle: Any) -> None:
+    """Every run is judged on validation images (the best checkpoint, early stopping, the
+    doctor); without any, Lightning ran an epoch and then failed at the first `val_acc` lookup.
+    (`cnnlab.fit` refuses the same earlier, in data/user.py, in its own options' words.)"""
+    if bundle.val is None or len(bundle.val) == 0:
+        raise DataError(
+            "no validation images (an empty val split, or a validation fraction of 0): the best "
+            "checkpoint, early stopping and the doctor are judged on them; use --set "
+            "data.val_fraction=0.1, or put images in the val split"
+        )
 
 
 def audit_data(plan: RunPlan, prepared: Prepared, log: Log) -> Any:

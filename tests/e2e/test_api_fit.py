@@ -93,3 +93,10 @@ def test_stop_training_and_a_dataloader_without_val(tmp_path):
 def test_fit_refuses_options_for_cnnlabs_own_models(tmp_path):
     with pytest.raises(ConfigError, match="freeze your module's parameters"):
         cnnlab.fit(tiny_net(), blobs(20, 0), runs_dir=tmp_path, freeze_backbone=True)
+
+
+def test_fit_without_any_validation_image_is_refused_before_training(tmp_path):
+    with pytest.raises(ConfigError, match="no validation data: pass val_data or set val_fraction"):
+        cnnlab.fit(tiny_net(), blobs(40, 0), name="noval", runs_dir=tmp_path, val_fraction=0.0,
+                   epochs=1, threads=2, log=lambda s: None)  # fmt: skip
+    assert not (tmp_path / "noval").exists()  # the name stays free
