@@ -62,7 +62,7 @@ import torch
 from torch import nn
 
 from cnnlab.engine.module import ClassifierModule
-from cnnlab.engine.seeding import derive_seed
+from cnnlab.engine.seeding import derive_seed, seed_generators
 from cnnlab.errors import ConfigError, DataError
 from cnnlab.fsio import write_json, write_with
 
@@ -460,36 +460,12 @@ class _HeldOutLoss:
 @contextlib.contextmanager
 def _seeded(device: torch.device, seed: int) -> Iterator[None]:
     """The CPU generator and `device`'s own seeded with `seed` inside, as they were after."""
-    cpu = torch.get_rng_state()
-    state = _device_rng_state(device)
-    torch.default_generator.manual_seed(seed)
-    if device.type == "cuda":
-        with torch.cuda.device(device):
-            torch.cuda.manual_seed(seed)
-    elif device.type == "mps":
-        torch.mps.manual_seed(seed)
-    try:
+    accelerator = device.type in ("cuda", "mps")
+    with torch.random.fork_rng(
+        devices=[device] if accelerator else [], device_type=device.type if accelerator else None
+    ):
+        seed_generators(seed, device)
         yield
-    finally:
-        torch.set_rng_state(cpu)
-        _set_device_rng_state(device, state)
-
-
-def _device_rng_state(device: torch.device) -> torch.Tensor | None:
-    if device.type == "cuda":
-        return torch.cuda.get_rng_state(device)
-    if device.type == "mps":
-        return torch.mps.get_rng_state()
-    return None
-
-
-def _set_device_rng_state(device: torch.device, state: torch.Tensor | None) -> None:
-    if state is None:
-        return
-    if device.type == "cuda":
-        torch.cuda.set_rng_state(state, device)
-    elif device.type == "mps":
-        torch.mps.set_rng_state(state)
 
 
 def _sweep(

@@ -28,12 +28,18 @@ def seed_step(seed: int, step: int, rank: int = 0, device: torch.device | None =
     over `fit`; RESULTS.md, "The engine vs a plain PyTorch loop, today"). The CPU generator gets the same seed as before,
     so runs are bitwise what they were."""
     s = derive_seed(seed, step, rank, 0xD50)
-    torch.default_generator.manual_seed(s)
-    if device is not None and device.type == "cuda":
-        torch.cuda.manual_seed(s)  # this rank's device: dropout on the GPU draws from it
-    elif device is not None and device.type == "mps":
-        torch.mps.manual_seed(s)
+    seed_generators(s, device)
     random.seed(s)
+
+
+def seed_generators(seed: int, device: torch.device | None = None) -> None:
+    """The CPU generator and `device`'s own (dropout on a GPU draws from it), nothing else."""
+    torch.default_generator.manual_seed(seed)
+    if device is not None and device.type == "cuda":
+        with torch.cuda.device(device):  # this rank's device, the current one under DDP
+            torch.cuda.manual_seed(seed)
+    elif device is not None and device.type == "mps":
+        torch.mps.manual_seed(seed)
 
 
 def seed_all(seed: int) -> None:

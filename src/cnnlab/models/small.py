@@ -9,10 +9,9 @@ this shape:
   that stays at 28x28 costs 4x its twin at 14x14;
 - narrow full 3x3 convs (24 channels at 14 px, 40 at 7 px), not depthwise-separable blocks:
   the separable blocks (`smallcnn_dw`) need 8x fewer FLOPs per layer at the same width, but a
-  CPU runs them at about 0.7x the dense convs' GFLOP/s (their BatchNorms and ReLUs pass over
-  wider activations per FLOP), so at an equal FLOP budget and accuracy the dense net trains in
-  about 0.7x the seconds (RESULTS.md: 4 epochs in 115 s against 163 s, side by side on a
-  2-vCPU AMD EPYC);
+  CPU runs them at about 0.7x the dense convs' GFLOP/s, so at an equal FLOP budget and
+  accuracy the dense net trains in about 0.7x the seconds (RESULTS.md: 4 epochs in 115 s
+  against 163 s, one after the other in one command on a 2-vCPU AMD EPYC);
 - batch norm after every conv (trains fast at a high learning rate) and global average pooling
   instead of a large dense layer (fewer parameters, less overfitting).
 It costs 17.4 MFLOP per training image, against 131 for `smallcnn_dense`, cnnlab's first
