@@ -22,6 +22,7 @@ HYMENOPTERA = next(
 )
 BENCHES = {
     "engine": ["bench_engine.py"],  # the engine vs a plain loop, every workload (~10 min)
+    "fused_conv": ["bench_fused_conv.py"],  # inference copies with and without fusion (~2 min)
     "cached_epochs": ["bench_cached_epochs.py"],  # frozen epochs 2+ without decoding (~2 min)
     "threads": ["bench_threads.py"],  # two runs sharing the CPUs, pinned or not (~3 min)
     "budget": ["bench_fashion_budget.py", "--recipe", "budget4"],

@@ -23,6 +23,7 @@ was also used elsewhere, say) raises instead of returning a wrong network.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -45,6 +46,16 @@ def find_conv_bn_pairs(model: nn.Module, example: torch.Tensor) -> list[FoldPair
     """(conv, BatchNorm) pairs where the BatchNorm's input is exactly that conv's output.
 
     Modules called more than once per forward (shared weights) are left out."""
+    return [FoldPair(conv, norm) for conv, norm in conv_followers(model, example, _foldable_norm)]
+
+
+def conv_followers(
+    model: nn.Module, example: torch.Tensor, follows: Callable[[nn.Module], bool]
+) -> list[tuple[str, str]]:
+    """(conv name, module name) for each module accepted by `follows` whose input is exactly
+    the tensor a convolution returned, found by running `model` once on `example`.
+
+    Modules called more than once per forward (shared weights) are left out."""
     names = {m: n for n, m in model.named_modules()}
     calls: dict[nn.Module, int] = {}
     produced: dict[int, nn.Module] = {}  # id(output tensor) -> conv that returned it
@@ -56,7 +67,7 @@ def find_conv_bn_pairs(model: nn.Module, example: torch.Tensor) -> list[FoldPair
         produced[id(output)] = m
         keep.append(output)
 
-    def before_norm(m: nn.Module, inputs) -> None:
+    def before_follower(m: nn.Module, inputs) -> None:
         calls[m] = calls.get(m, 0) + 1
         conv = produced.get(id(inputs[0]))
         if conv is not None:
@@ -66,8 +77,8 @@ def find_conv_bn_pairs(model: nn.Module, example: torch.Tensor) -> list[FoldPair
     for m in model.modules():
         if isinstance(m, nn.Conv2d):  # subclasses too: TF-SAME convs compute with self.weight
             hooks.append(m.register_forward_hook(after_conv))
-        elif _foldable_norm(m):
-            hooks.append(m.register_forward_pre_hook(before_norm))
+        elif follows(m):
+            hooks.append(m.register_forward_pre_hook(before_follower))
     try:
         with torch.no_grad():
             model(example)
@@ -75,9 +86,7 @@ def find_conv_bn_pairs(model: nn.Module, example: torch.Tensor) -> list[FoldPair
         for h in hooks:
             h.remove()
     return [
-        FoldPair(names[conv], names[bn])
-        for bn, conv in pairs.items()
-        if calls[bn] == 1 and calls[conv] == 1
+        (names[conv], names[m]) for m, conv in pairs.items() if calls[m] == 1 and calls[conv] == 1
     ]
 
 
@@ -134,13 +143,19 @@ def inference_copy(
     *,
     memory_format: torch.memory_format = torch.contiguous_format,
     rtol: float = 1e-3,
+    fuse: bool = True,
 ) -> nn.Module:
     """A frozen eval-mode copy of `model` with BatchNorm folded, checked on `example`.
 
-    `model` is left as it was (mode, weights, gradients). `example` is a batch of the inputs
-    the copy will see (its values do not matter, its shape and dtype do). The check catches
-    structural mistakes (errors of the order of the outputs); float rounding differs between
-    the two by about 1e-5 of the outputs' scale (tests/models/test_fold.py: within 1e-4)."""
+    On a CPU, each convolution + activation pair then also runs as one oneDNN kernel
+    (`fuse`, models/fuse.py); should that fail or disagree on `example`, the copy is rebuilt
+    folded only. `model` is left as it was (mode, weights, gradients). `example` is a batch of
+    the inputs the copy will see (its values do not matter, its shape and dtype do). The check
+    catches structural mistakes (errors of the order of the outputs); float rounding differs
+    between the two by about 1e-5 of the outputs' scale (tests/models/test_fold.py: within
+    1e-4)."""
+    from cnnlab.models.fuse import fuse_conv_activations_
+
     fast = copy.deepcopy(model).eval().to(memory_format=memory_format)
     for p in fast.parameters():
         p.requires_grad_(False)
@@ -148,11 +163,21 @@ def inference_copy(
     with torch.inference_mode():
         expected = fast(example)
     fold_batchnorm_(fast, example)
-    with torch.inference_mode():
-        got = fast(example)
+    fused = fuse and fuse_conv_activations_(fast, example) > 0
+    try:
+        with torch.inference_mode():
+            got = fast(example)
+    except RuntimeError:
+        if not fused:
+            raise
+        return inference_copy(model, example, memory_format=memory_format, rtol=rtol, fuse=False)
     err = (got - expected).abs().max().item()
     bound = rtol * max(1.0, expected.abs().max().item())
     if not err <= bound:
+        if fused:
+            return inference_copy(
+                model, example, memory_format=memory_format, rtol=rtol, fuse=False
+            )
         raise FoldError(
             f"folding BatchNorm changed {type(model).__name__}'s outputs by {err:.3g} "
             f"(> {bound:.3g}); use the model unfolded and report this"

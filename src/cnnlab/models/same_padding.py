@@ -38,20 +38,22 @@ class TfSameConv2d(nn.Conv2d):
     depthwise convolutions."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x, weight, padding = self.conv_arguments(x)
+        return F.conv2d(x, weight, self.bias, self.stride, padding, self.dilation, self.groups)
+
+    def conv_arguments(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int]]:
+        """(input, weight, symmetric padding) of the plain convolution that computes this one
+        on `x` (also what a fused convolution + activation runs: models/fuse.py)."""
         (kh, kw), (sh, sw), (dh, dw) = self.kernel_size, self.stride, self.dilation
         bh, ah = same_pads(x.shape[-2], kh, sh, dh)
         bw, aw = same_pads(x.shape[-1], kw, sw, dw)
         depthwise = self.groups == self.in_channels and self.groups > 1
         if bh == ah and bw == aw:  # symmetric: PyTorch's own padding, no copy
-            return self._conv(x, self.weight, (ah, aw))
+            return x, self.weight, (ah, aw)
         if depthwise and dh == dw == 1:
             # one leading zero row/column where the padding is lopsided (after = before + 1)
-            weight = F.pad(self.weight, (aw - bw, 0, ah - bh, 0))
-            return self._conv(x, weight, (ah, aw))
-        return self._conv(F.pad(x, (bw, aw, bh, ah)), self.weight, (0, 0))
-
-    def _conv(self, x: torch.Tensor, weight: torch.Tensor, padding: tuple[int, int]):
-        return F.conv2d(x, weight, self.bias, self.stride, padding, self.dilation, self.groups)
+            return x, F.pad(self.weight, (aw - bw, 0, ah - bh, 0)), (ah, aw)
+        return F.pad(x, (bw, aw, bh, ah)), self.weight, (0, 0)
 
 
 def replace_same_convs(module: nn.Module) -> int:
