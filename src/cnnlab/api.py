@@ -299,16 +299,20 @@ def evaluate(
     data: str | Path | None = None,
     runs_dir: str | Path | None = None,
     batch_size: int = 256,
+    tta: str = "none",
     log: Log = print,
 ) -> dict[str, Any]:
     """Evaluate the run's best model on its test (or val) split, rewriting `<split>.json`, the
     confusion matrix and summary.md; or on other data with the same classes (`data=`), all of
-    it (its test/ split when it has one), reported under `evaluations/` in the run folder."""
+    it (its test/ split when it has one), reported under `evaluations/` in the run folder.
+    `tta="flip"` averages each image's prediction with its mirror image's."""
     from cnnlab.evaluation.evaluate import evaluate_run
+    from cnnlab.evaluation.tta import parse_tta
 
     tune_process()
+    mode = parse_tta(tta)
     run_dir = runs.resolve_run(run, runs_dir)
-    return evaluate_run(run_dir, split=split, data=data, batch_size=batch_size, log=log)
+    return evaluate_run(run_dir, split=split, data=data, batch_size=batch_size, tta=mode, log=log)
 
 
 def predict(
@@ -319,10 +323,12 @@ def predict(
     batch_size: int = 32,
     csv: str | Path | None = None,
     runs_dir: str | Path | None = None,
+    tta: str = "none",
 ) -> PredictionSet:
     """Top-k classes with probabilities for image files, folders (searched recursively) and
     globs, with exactly the training preprocessing, `batch_size` images per forward pass.
     `run` is a run (folder or name) or an exported model.onnx / model.torchscript.pt.
+    `tta="flip"` averages each image's probabilities with its mirror image's.
     Files that cannot be used are listed in `.skipped` with their reason and never stop the
     others; `csv` also writes one row per file (path, pred, prob, ..., error).
 
@@ -331,10 +337,12 @@ def predict(
     >>> result.skipped              # Skipped(path, reason, detail) per file not predicted
     """
     from cnnlab.evaluation.predict import open_predictor, predict_images
+    from cnnlab.evaluation.tta import parse_tta
 
     tune_process()
+    mode = parse_tta(tta)
     predictor = open_predictor(run, runs_dir=runs_dir)
-    result = predict_images(predictor, images, topk=topk, batch_size=batch_size)
+    result = predict_images(predictor, images, topk=topk, batch_size=batch_size, tta=mode)
     if csv is not None:
         result.write_csv(csv)
     return result

@@ -180,6 +180,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     e.add_argument("--runs-dir", help="where run names are looked up (default: runs)")
     e.add_argument("--json", action="store_true", help="print the full report as JSON")
+    e.add_argument(
+        "--tta", default="none", choices=["none", "flip"],
+        help="test-time augmentation: flip averages each image's prediction with its mirror "
+        "image's (for classes a left-right mirror does not change: not digits or text)",
+    )  # fmt: skip
 
     pr = sub.add_parser("predict", help="top-k classes for image files, folders or globs")
     pr.add_argument(
@@ -196,6 +201,11 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("--topk", type=int, default=5, help="classes per image (default: 5)")
     pr.add_argument("--batch-size", type=int, default=32,
                     help="images per forward pass (default: 32)")  # fmt: skip
+    pr.add_argument(
+        "--tta", default="none", choices=["none", "flip"],
+        help="test-time augmentation: flip averages each image's prediction with its mirror "
+        "image's (for classes a left-right mirror does not change: not digits or text)",
+    )  # fmt: skip
     pr.add_argument(
         "--csv",
         metavar="PATH",
@@ -407,7 +417,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from cnnlab import api
 
     report = api.evaluate(args.run, split=args.split, data=args.data, runs_dir=args.runs_dir,
-                          log=(lambda s: None) if args.json else print)  # fmt: skip
+                          tta=args.tta, log=(lambda s: None) if args.json else print)  # fmt: skip
     if args.json:
         print(json.dumps(report, indent=2))
     return 0
@@ -418,7 +428,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from cnnlab.errors import DataError
 
     result = api.predict(args.run, args.images, topk=args.topk, batch_size=args.batch_size,
-                         csv=args.csv, runs_dir=args.runs_dir)  # fmt: skip
+                         csv=args.csv, runs_dir=args.runs_dir, tta=args.tta)  # fmt: skip
     if args.json:
         print(json.dumps(result.records(), indent=2))
     elif args.csv:

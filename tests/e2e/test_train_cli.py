@@ -97,6 +97,38 @@ def test_evaluate_val_split_and_json(trained, capsys):
     assert report["split"] == "val" and report["samples"] == 600
 
 
+def test_evaluate_and_predict_with_flip_tta(trained, tmp_path, capsys):
+    import torch
+    from PIL import Image
+
+    from cnnlab.data.fashion_mnist import load_fashion_mnist
+    from cnnlab.export import load_exported
+
+    assert main(["evaluate", str(trained), "--split", "val", "--json"]) == 0
+    plain = json.loads(capsys.readouterr().out)
+    assert main(["evaluate", str(trained), "--split", "val", "--tta", "flip", "--json"]) == 0
+    flip = json.loads(capsys.readouterr().out)
+    assert (plain["tta"], flip["tta"]) == ("none", "flip")
+    assert flip["samples"] == plain["samples"] and flip["loss"] != plain["loss"]
+
+    images, _ = load_fashion_mnist("test")
+    paths = []
+    for i in range(3):
+        Image.fromarray(np.asarray(images[i])).save(tmp_path / f"img{i}.png")
+        paths.append(str(tmp_path / f"img{i}.png"))
+    assert main(["predict", str(trained), *paths, "--topk", "10", "--tta", "flip", "--json"]) == 0
+    results = json.loads(capsys.readouterr().out)
+    model, meta = load_exported(trained)
+    mean, std = meta["preprocess"]["mean"][0], meta["preprocess"]["std"][0]
+    x = (torch.from_numpy(np.asarray(images[:3], dtype=np.float32) / 255.0)[:, None] - mean) / std
+    with torch.no_grad():
+        probs = (model(x).softmax(1) + model(x.flip(-1)).softmax(1)) / 2
+    classes = json.loads((trained / "classes.json").read_text())
+    for r, p in zip(results, probs, strict=True):
+        got = {t["class"]: t["prob"] for t in r["top"]}
+        assert [got[c] for c in classes] == pytest.approx(p.tolist(), abs=1e-5)
+
+
 def test_predict_uses_training_preprocessing(trained, tmp_path, capsys):
     from PIL import Image
 

@@ -35,12 +35,17 @@ def image(path: Path, seed: int, size: tuple[int, int] = (45, 38)) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory) -> Path:
-    """A run's exported weights plus its model.onnx and model.torchscript.pt (no training)."""
-    run = tmp_path_factory.mktemp("run")
+def export_run(run: Path, *, head_scale: float = 1.0) -> Path:
+    """A run's exported weights plus its model.onnx and model.torchscript.pt (no training);
+    `head_scale` multiplies the weights of the head's last layer (probabilities further from
+    uniform, so that what differs between images shows)."""
     torch.manual_seed(0)
     model = create_model("smallcnn", num_classes=4, in_chans=3, input_size=32).eval()
+    if head_scale != 1.0:
+        with torch.no_grad():
+            last = [m for m in model.head.modules() if isinstance(m, torch.nn.Linear)][-1]
+            last.weight.mul_(head_scale)
+            last.bias.zero_()
     model.preprocess = SPEC
     build = {"name": "smallcnn", "num_classes": 4, "in_chans": 3, "input_size": 32, "dropout": 0}
     export_model(model, run, classes=CLASSES, preprocess=SPEC, build=build)
@@ -53,6 +58,11 @@ def run_dir(tmp_path_factory) -> Path:
     to_onnx(model, sample, run / "model.onnx", metadata=meta.to_props())
     to_torchscript(model, sample, run / "model.torchscript.pt", metadata=meta.to_props())
     return run
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    return export_run(tmp_path_factory.mktemp("run"))
 
 
 @pytest.fixture
@@ -121,6 +131,29 @@ def test_predict_folder_batched_with_bad_files_listed(run_dir, folder, kind) -> 
     probs = expected_probs(run_dir, good)
     for p, row in zip(result.predictions, probs, strict=True):
         order = np.argsort(-row)[:3]
+        assert [c for c, _ in p.top] == [CLASSES[i] for i in order]
+        np.testing.assert_allclose([q for _, q in p.top], row[order], atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["run", "onnx", "torchscript"])
+def test_flip_tta_averages_each_image_with_its_mirror(tmp_path, folder, kind) -> None:
+    from cnnlab.evaluation.tta import Tta
+    from cnnlab.export import load_exported
+
+    run_dir = export_run(tmp_path / "run", head_scale=30.0)
+    source = {"run": run_dir, "onnx": run_dir / "model.onnx"}.get(
+        kind, run_dir / "model.torchscript.pt"
+    )
+    result = predict_images(open_predictor(source), [folder], topk=4, batch_size=2, tta=Tta.FLIP)
+    good = [p.path for p in result.predictions]
+    model, _ = load_exported(run_dir)
+    with torch.inference_mode():
+        x = torch.cat([load_for_predict(f, model.preprocess) for f in good])
+        probs = ((model(x).softmax(1) + model(x.flip(-1)).softmax(1)) / 2).numpy()
+    # the mirror images change the probabilities by 100x the tolerance below
+    assert np.abs(probs - expected_probs(run_dir, good)).max() > 1e-3
+    for p, row in zip(result.predictions, probs, strict=True):
+        order = np.argsort(-row)
         assert [c for c, _ in p.top] == [CLASSES[i] for i in order]
         np.testing.assert_allclose([q for _, q in p.top], row[order], atol=1e-5)
 

@@ -15,6 +15,7 @@ from typing import Any
 from cnnlab import config as C
 from cnnlab import runs
 from cnnlab.errors import ConfigError, DataChangedError, RunError, message_of
+from cnnlab.evaluation.tta import Tta
 from cnnlab.fsio import write_json
 
 Log = Callable[[str], None]
@@ -28,6 +29,7 @@ def evaluate_run(
     bundle: Any = None,
     model: Any = None,
     batch_size: int = 256,
+    tta: Tta = Tta.NONE,
     log: Log = print,
 ) -> dict[str, Any]:
     from cnnlab.evaluation.inference import predict_logits
@@ -77,11 +79,12 @@ def evaluate_run(
     device = "cuda" if _cuda() else "cpu"
     start = time.perf_counter()
     logits, targets = predict_logits(
-        model, dataset, batch_size=batch_size, device=device, batch_transform=batch_transform
-    )
+        model, dataset, batch_size=batch_size, device=device, batch_transform=batch_transform,
+        tta=tta,
+    )  # fmt: skip
     report = classification_report(logits, targets, classes)
     report.update(split=split, data=str(source) if source else None, best_epoch=epoch,
-                  seconds=round(time.perf_counter() - start, 2))  # fmt: skip
+                  tta=tta.value, seconds=round(time.perf_counter() - start, 2))  # fmt: skip
     write_json(out_dir / f"{split}.json", report)
     plot_confusion(
         report["confusion_matrix"], classes, out_dir / "confusion_matrix.png",
@@ -94,6 +97,7 @@ def evaluate_run(
             data_lines=bundle.summary,
         )  # fmt: skip
     where = f" on {source}" if data is not None else ""
+    where += "; each averaged with its mirror image" if tta is Tta.FLIP else ""
     log(
         f"{split} accuracy {report['accuracy']:.4f} ({report['samples']:,} images{where}), "
         f"loss {report['loss']:.4f}, macro F1 {report['macro']['f1']:.4f}"

@@ -14,6 +14,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from cnnlab.evaluation.tta import Tta, average_views
+
 
 def inference_model(
     model: nn.Module, example: torch.Tensor, *, channels_last: bool = True
@@ -38,7 +40,11 @@ PIXELS_PER_PASS = 64 * 224 * 224
 
 
 def _logits(
-    model: nn.Module, batches: Iterable[torch.Tensor], device: str, channels_last: bool
+    model: nn.Module,
+    batches: Iterable[torch.Tensor],
+    device: str,
+    channels_last: bool,
+    tta: Tta = Tta.NONE,
 ) -> torch.Tensor:
     model = model.to(device)
     fast, out = None, []
@@ -46,7 +52,12 @@ def _logits(
         if fast is None:
             fast = inference_model(model, x, channels_last=channels_last)
         step = max(1, PIXELS_PER_PASS // (x.shape[-1] * x.shape[-2]))
-        out += [fast(part).float().cpu() for part in x.split(step)]
+        for part in x.split(step):
+            if tta is Tta.FLIP:  # the views are mirrored on the device, averaged in tta.py
+                views = [fast(v).float().cpu().numpy() for v in (part, part.flip(-1))]
+                out.append(torch.from_numpy(average_views(views)))
+            else:
+                out.append(fast(part).float().cpu())
     return torch.cat(out)
 
 
@@ -59,8 +70,10 @@ def predict_logits(
     workers: int = 0,
     channels_last: bool = True,
     batch_transform: nn.Module | None = None,
+    tta: Tta = Tta.NONE,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(logits (N, C) float32, targets (N,)) over the dataset in order."""
+    """(logits (N, C) float32, targets (N,)) over the dataset in order; with `tta`, the
+    log of the probabilities averaged over its views (evaluation/tta.py)."""
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers)
     transform = (batch_transform or nn.Identity()).to(device)
     targets: list[torch.Tensor] = []
@@ -71,7 +84,7 @@ def predict_logits(
                 targets.append(torch.as_tensor(y))
                 yield transform(x.to(device))
 
-    logits = _logits(model, batches(), device, channels_last)
+    logits = _logits(model, batches(), device, channels_last, tta)
     return logits.numpy(), torch.cat(targets).numpy()
 
 
@@ -82,10 +95,11 @@ def predict_tensor(
     batch_size: int = 64,
     device: str = "cpu",
     channels_last: bool = True,
+    tta: Tta = Tta.NONE,
 ) -> np.ndarray:
     """Logits (N, C) float32 for preprocessed images (N, C, H, W), in batches."""
     parts = (images[i : i + batch_size].to(device) for i in range(0, len(images), batch_size))
-    return _logits(model, parts, device, channels_last).numpy()
+    return _logits(model, parts, device, channels_last, tta).numpy()
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:

@@ -30,6 +30,7 @@ from cnnlab import deploy, fsio
 from cnnlab.data import imaging
 from cnnlab.data.scan import Skipped  # (path, reason, detail), as in skipped.csv
 from cnnlab.errors import ConfigError, DataError
+from cnnlab.evaluation.tta import Tta, with_tta
 
 
 class Predictor(Protocol):
@@ -175,6 +176,7 @@ def predict_images(
     topk: int = 5,
     batch_size: int = 32,
     workers: int = 4,
+    tta: Tta = Tta.NONE,
 ) -> PredictionSet:
     """Top-k classes for every image under `inputs`, `batch_size` images per model call.
 
@@ -187,6 +189,7 @@ def predict_images(
         raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
     files, skipped = collect_images(inputs)
     result = PredictionSet(classes=list(predictor.classes), skipped=skipped)
+    forward = with_tta(predictor.logits, tta)  # every kind: a run, ONNX Runtime, TorchScript
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         for chunk in _chunks(files, batch_size):
             arrays = list(pool.map(lambda p: _try_preprocess(predictor, p), chunk))
@@ -194,7 +197,7 @@ def predict_images(
             result.skipped += [a for a in arrays if isinstance(a, Skipped)]
             if good:
                 batch = np.stack([a for _, a in good])
-                logits = predictor.logits(batch)
+                logits = forward(batch)
                 paths = [p for p, _ in good]
                 result.predictions += deploy.top_predictions(paths, logits, result.classes, topk)
     return result
