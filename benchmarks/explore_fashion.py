@@ -77,9 +77,39 @@ XT = ((torch.from_numpy(timgs).float().div_(255) - mean) / std).unsqueeze(1)
 YT = torch.from_numpy(tlabels.astype(np.int64))
 
 
-def run(spec, epochs, lr=0.1, batch=128, flip=True, wd=5e-4, ls=0.0, dropout=0.1, seed=0, shift=0):
+def test_accuracy(model, tta=False):
+    model.eval()
+    with torch.inference_mode():
+        preds = []
+        for j in range(0, len(XT), 1000):
+            x = XT[j : j + 1000].contiguous(memory_format=torch.channels_last)
+            logits = model(x).softmax(1)
+            if tta:  # the mirror image's probabilities averaged in
+                logits = logits + model(x.flip(3)).softmax(1)
+            preds.append(logits.argmax(1))
+    return round((torch.cat(preds) == YT).float().mean().item(), 4)
+
+
+def run(
+    spec,
+    epochs,
+    lr=0.1,
+    batch=128,
+    flip=True,
+    wd=5e-4,
+    ls=0.0,
+    dropout=0.1,
+    seed=0,
+    shift=0,
+    ema=0.0,
+):
     torch.manual_seed(seed)
     m = build(spec, dropout).to(memory_format=torch.channels_last)
+    averaged = None
+    if ema:  # weights and BatchNorm statistics averaged every step
+        averaged = torch.optim.swa_utils.AveragedModel(
+            m, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(ema), use_buffers=True
+        )
     fl = train_flops_per_image(m, (1, 28, 28))
     decay = [p for p in m.parameters() if p.ndim > 1]
     nod = [p for p in m.parameters() if p.ndim <= 1]
@@ -117,17 +147,15 @@ def run(spec, epochs, lr=0.1, batch=128, flip=True, wd=5e-4, ls=0.0, dropout=0.1
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            if averaged is not None:
+                averaged.update_parameters(m)
             step += 1
         el = time.perf_counter() - t0
-        m.eval()
-        with torch.inference_mode():
-            pred = torch.cat(
-                [
-                    m(XT[j : j + 1000].contiguous(memory_format=torch.channels_last)).argmax(1)
-                    for j in range(0, len(XT), 1000)
-                ]
-            )
-        accs.append(round((pred == YT).float().mean().item(), 4))
+        accs.append(test_accuracy(m))
+        extra = {"test_flip_tta": test_accuracy(m, tta=True)}
+        if averaged is not None:
+            extra["test_ema"] = test_accuracy(averaged.module)
+            extra["test_ema_flip_tta"] = test_accuracy(averaged.module, tta=True)
         t0 = time.perf_counter()  # the next epoch starts after the evaluation
         print(
             json.dumps(
@@ -143,6 +171,7 @@ def run(spec, epochs, lr=0.1, batch=128, flip=True, wd=5e-4, ls=0.0, dropout=0.1
                     mflop=round(fl / 1e6, 2),
                     tflop=round(fl * n * (ep + 1) / 1e12, 2),
                     test=accs[-1],
+                    **extra,
                     s=round(el, 1),
                     img_s=round(n / el),
                 )
