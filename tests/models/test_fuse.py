@@ -41,7 +41,7 @@ def test_fused_pair_equals_activation_of_convolution(act, memory_format, conv):
     with torch.no_grad():
         c.weight.mul_(8)  # outputs beyond every clamp's bounds, so each bound is exercised
     x = torch.randn(2, c.in_channels, 11, 9).contiguous(memory_format=memory_format)
-    fused = ConvAct(c.to(memory_format=memory_format), post_op(module))
+    fused = ConvAct(c.to(memory_format=memory_format), module, post_op(module))
     with torch.inference_mode():
         raw = F.conv2d(x, c.weight, c.bias, c.stride, c.padding, 1, c.groups)
         expected = fn(raw)
@@ -57,8 +57,18 @@ def test_tf_same_convolutions_fuse_with_their_lopsided_padding(size):
     x = torch.randn(2, 8, *size)
     with torch.inference_mode():
         expected = F.relu6(conv(x))
-        got = ConvAct(conv, PostOp("hardtanh", (0.0, 6.0)))(x)
+        got = ConvAct(conv, nn.ReLU6(), PostOp("hardtanh", (0.0, 6.0)))(x)
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_convolution_subclasses_with_their_own_forward_are_not_fused():
+    class Standardised(nn.Conv2d):  # computes with a transformed weight, like timm's StdConv2d
+        def forward(self, x):
+            w = (self.weight - self.weight.mean()) / self.weight.std()
+            return F.conv2d(x, w, self.bias, self.stride, self.padding)
+
+    model = nn.Sequential(Standardised(3, 4, 3), nn.ReLU()).eval()
+    assert fuse_conv_activations_(model, torch.randn(1, 3, 8, 8)) == 0
 
 
 def test_an_activation_fed_by_something_else_is_left_alone():
@@ -101,6 +111,23 @@ def test_inference_copies_fuse_every_conv_activation_pair(name):
     torch.testing.assert_close(got, expected, rtol=0, atol=1e-4 * scale)
 
 
+def test_under_autocast_a_fused_copy_computes_as_the_original():
+    # a bf16-mixed run fills its feature cache under autocast: the fused op takes no bf16
+    # inputs, so the pairs run unfused there, and the copy built there is used outside too
+    torch.manual_seed(0)
+    backbone = create_model("smallcnn", num_classes=3).backbone.eval()
+    x = torch.randn(4, 1, 28, 28)
+    with torch.autocast("cpu", dtype=torch.bfloat16), torch.inference_mode():
+        fast = inference_copy(backbone, x[:2], memory_format=torch.channels_last)
+        expected = backbone(x)
+        got = fast(x.contiguous(memory_format=torch.channels_last))
+    assert sum(isinstance(m, ConvAct) for m in fast.modules()) == EXPECTED_FUSED["smallcnn"]
+    assert got.dtype == expected.dtype == torch.bfloat16
+    torch.testing.assert_close(got.float(), expected.float(), rtol=0.05, atol=0.05)
+    with torch.inference_mode():  # and in float32 the fused kernels run
+        torch.testing.assert_close(fast(x), backbone(x), rtol=0, atol=1e-4)
+
+
 def test_a_fused_copy_that_fails_its_check_is_rebuilt_folded_only(monkeypatch):
     # a wrong post-op (a clamp at 5 where the model's ReLU6 clamps at 6) must never reach
     # the caller
@@ -112,7 +139,8 @@ def test_a_fused_copy_that_fails_its_check_is_rebuilt_folded_only(monkeypatch):
         "cnnlab.models.fuse.post_op", lambda m: wrong if isinstance(m, nn.ReLU6) else None
     )
     x = torch.randn(2, 3, 8, 8)
-    fast = inference_copy(model, x)
+    with pytest.warns(UserWarning, match="running it without fusion"):
+        fast = inference_copy(model, x)
     assert not any(isinstance(m, ConvAct) for m in fast.modules())
     with torch.inference_mode():
         torch.testing.assert_close(fast(x), model(x), rtol=1e-5, atol=1e-5)

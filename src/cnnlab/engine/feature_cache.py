@@ -5,10 +5,11 @@ features never change, so every epoch after the first only trains the head on ca
 the expensive backbone forward runs once per image for the whole run.
 
 That one pass is pure inference, so it runs on an inference copy of the backbone when one is
-given (`backbone=`): BatchNorm folded into the convolutions (models/fold.py), parameters
-without gradients, under `torch.inference_mode`, in the memory format asked for. The copy is
-made at the first lookup, after a resumed run has restored its weights, checked against the
-backbone on that first batch, and shared by the train and validation caches (SharedEncoder).
+given (`backbone=`): BatchNorm folded into the convolutions (models/fold.py), on a CPU each
+convolution fused with its activation (models/fuse.py), parameters without gradients, under
+`torch.inference_mode`, in the memory format asked for. The copy is made at the first lookup,
+after a resumed run has restored its weights, checked against the backbone on that first
+batch, and shared by the train and validation caches (SharedEncoder).
 
     cache = FeatureCache(len(train), backbone=model.backbone, channels_last=True)
     cache.fill(train, batch_size=64, transform=bundle.batch_transform)  # optional, up front

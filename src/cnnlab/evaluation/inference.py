@@ -1,7 +1,8 @@
 """Batched inference with exactly the model's evaluation preprocessing (done by the dataset).
 
 Evaluation and prediction run on an inference copy of the model (models/fold.py): BatchNorm
-folded into the convolutions, eval mode, no gradients, `torch.inference_mode`, channels_last.
+folded into the convolutions, on a CPU each convolution fused with its activation
+(models/fuse.py), eval mode, no gradients, `torch.inference_mode`, channels_last.
 The copy is checked against the model on the first batch; the caller's model is not changed.
 """
 

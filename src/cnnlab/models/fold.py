@@ -154,6 +154,20 @@ def inference_copy(
     catches structural mistakes (errors of the order of the outputs); float rounding differs
     between the two by about 1e-5 of the outputs' scale (tests/models/test_fold.py: within
     1e-4)."""
+    # built and checked in the weights' own precision even when called under autocast (a
+    # bf16-mixed run's feature pass): bf16 rounding would otherwise fail the check
+    with torch.autocast(example.device.type, enabled=False):
+        return _inference_copy(model, example, memory_format=memory_format, rtol=rtol, fuse=fuse)
+
+
+def _inference_copy(
+    model: nn.Module,
+    example: torch.Tensor,
+    *,
+    memory_format: torch.memory_format,
+    rtol: float,
+    fuse: bool,
+) -> nn.Module:
     from cnnlab.models.fuse import fuse_conv_activations_
 
     fast = copy.deepcopy(model).eval().to(memory_format=memory_format)
@@ -170,12 +184,19 @@ def inference_copy(
     except RuntimeError:
         if not fused:
             raise
-        return inference_copy(model, example, memory_format=memory_format, rtol=rtol, fuse=False)
+        return _inference_copy(model, example, memory_format=memory_format, rtol=rtol, fuse=False)
     err = (got - expected).abs().max().item()
     bound = rtol * max(1.0, expected.abs().max().item())
     if not err <= bound:
-        if fused:
-            return inference_copy(
+        if fused:  # never a wrong copy: folded only, slower, and said (a bug to report)
+            import warnings
+
+            warnings.warn(
+                f"fusing convolutions with their activations changed {type(model).__name__}'s "
+                f"outputs by {err:.3g} (> {bound:.3g}); running it without fusion",
+                stacklevel=2,
+            )
+            return _inference_copy(
                 model, example, memory_format=memory_format, rtol=rtol, fuse=False
             )
         raise FoldError(

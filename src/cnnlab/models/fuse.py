@@ -54,16 +54,22 @@ def fusion_available() -> bool:
 
 
 class ConvAct(nn.Module):
-    """`act(conv(x))` in one oneDNN call; inference only (the fused op has no backward)."""
+    """`act(conv(x))` in one oneDNN call; inference only (the fused op has no backward).
 
-    def __init__(self, conv: nn.Conv2d, op: PostOp) -> None:
+    Under autocast (a bf16 run's feature pass) or for inputs of another dtype than the weights
+    it computes `act(conv(x))` unfused, as the original modules would there."""
+
+    def __init__(self, conv: nn.Conv2d, act: nn.Module, op: PostOp) -> None:
         super().__init__()
         self.conv = conv
+        self.act = act
         self.op = op
         self._scalars = list(op.scalars)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         c = self.conv
+        if x.dtype != c.weight.dtype or torch.is_autocast_enabled(x.device.type):
+            return self.act(c(x))
         if isinstance(c, TfSameConv2d):
             x, weight, padding = c.conv_arguments(x)
         else:
@@ -75,10 +81,12 @@ class ConvAct(nn.Module):
 
 
 def _fusable_conv(conv: nn.Module) -> bool:
-    if not isinstance(conv, nn.Conv2d) or conv.padding_mode != "zeros":
+    # exactly these two: a subclass with its own forward (timm's Conv2dSame pads, StdConv2d
+    # standardises its weights) computes something else from the same weight
+    if type(conv) not in (nn.Conv2d, TfSameConv2d) or conv.padding_mode != "zeros":
         return False
-    if isinstance(conv.padding, str) and not isinstance(conv, TfSameConv2d):
-        return False  # "same"/"valid" strings: resolved inside F.conv2d, not by this module
+    if isinstance(conv.padding, str) and type(conv) is nn.Conv2d:
+        return False  # "same"/"valid": resolved inside F.conv2d, not by this module
     w = conv.weight
     return w.device.type == "cpu" and w.dtype == torch.float32
 
@@ -97,7 +105,7 @@ def fuse_conv_activations_(model: nn.Module, example: torch.Tensor) -> int:
         conv, act = model.get_submodule(conv_name), model.get_submodule(act_name)
         if not _fusable_conv(conv):
             continue
-        _replace(model, conv_name, ConvAct(conv, post_op(act)))
+        _replace(model, conv_name, ConvAct(conv, act, post_op(act)))
         _replace(model, act_name, nn.Identity())
         fused += 1
     return fused
