@@ -3,11 +3,14 @@
 For each workload both loops get the same model (a copy of the same initial weights), the same
 dataset and DataLoader settings, batch size and thread count, and run interleaved in this one
 process (engine, plain, engine, plain, ...); the table gives the best time of each and the
-ratio plain / engine (above 1: the engine is faster). GFLOP/s are counted with FlopCounterMode
+ratio plain / engine (above 1: the engine is faster), and for the training workloads also the
+ratio of the median epochs (every epoch but each run's first, over all repeats): on a shared
+machine one lucky quiet epoch decides a best-of, while the median needs most of them. GFLOP/s are counted with FlopCounterMode
 (cnnlab.engine.flops) and set against a matmul and a conv peak measured in the same run.
 
     flock /tmp/cnnlab-cpu.lock .venv/bin/python benchmarks/bench_engine.py            # all
     .venv/bin/python benchmarks/bench_engine.py --only smallcnn lite0-frozen --repeat 2
+    .venv/bin/python benchmarks/bench_engine.py --only resnet18 --repeat 2 --epochs 4
 
 Workloads (train: epochs of train + validation, as `fit` runs them; the engine's whole `fit`
 call also includes its Trainer set-up and checkpoint writes, reported separately):
@@ -31,6 +34,7 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
+import statistics
 import sys
 import tempfile
 import time
@@ -43,6 +47,8 @@ import torch.nn.functional as F
 from common import cpu_model, measure_peaks
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
+
+EPOCHS = 2  # per fit of the training workloads (--epochs)
 
 HERE = Path(__file__).resolve().parent
 # shared/ sits beside the main checkout (../shared) or beside the worktrees folder (../../shared)
@@ -157,6 +163,7 @@ def photo_bundle(cfg, augment: str, n_train: int | None = None, n_val: int | Non
 
 def plain_train(model, bundle, cfg, epochs: int, channels_last: bool) -> list[float]:
     """Seconds per epoch (train + validation), same optimizer family and batch as the engine."""
+    torch.set_flush_denormal(True)  # as the engine's fit does (it turns it off on its way out)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     model = model.to(memory_format=fmt)
     transform = bundle.batch_transform or nn.Identity()
@@ -184,6 +191,7 @@ def plain_train(model, bundle, cfg, epochs: int, channels_last: bool) -> list[fl
 
 def plain_inference(fn: Callable[[torch.Tensor], torch.Tensor], datasets, batch: int, transform):
     """Seconds for one inference pass of `fn` over the datasets (in order, batched)."""
+    torch.set_flush_denormal(True)  # as the engine's fit does (it turns it off on its way out)
     start = time.perf_counter()
     with torch.inference_mode():
         for ds in datasets:
@@ -240,15 +248,18 @@ def train_workload(name, cfg, bundle, make_model, repeat: int, flops_train, flop
             start = time.perf_counter()
             history = engine_fit(cfg, bundle, copy.deepcopy(initial), Path(tmp))
             engine_total.append(time.perf_counter() - start)
-        engine_epoch.append(min(h["epoch_time_s"] for h in history[1:] or history))
+        engine_epoch += [h["epoch_time_s"] for h in history[1:] or history]
         times = plain_train(copy.deepcopy(initial), bundle, cfg, cfg.train.epochs, True)
-        plain_epoch.append(min(times[1:] or times))
+        plain_epoch += times[1:] or times
     n_train, n_val = len(bundle.train), len(bundle.val)
     flops = flops_train * n_train + flops_val * n_val
     epochs = cfg.train.epochs
+    k = len(engine_epoch)
     return [
         Row(f"{name}: epoch (train + val)", min(engine_epoch), min(plain_epoch), n_train, flops,
             f"{n_train} train + {n_val} val images, batch {cfg.data.batch_size}"),
+        Row(f"{name}: epoch, median of {k}", statistics.median(engine_epoch),
+            statistics.median(plain_epoch), n_train, flops, "every epoch but each run's first"),
         Row(f"{name}: whole fit() ({epochs} epochs)", min(engine_total), epochs * min(plain_epoch),
             epochs * n_train, epochs * flops, "engine incl. Trainer set-up and checkpoints"),
     ]  # fmt: skip
@@ -265,7 +276,7 @@ def run_train(name: str, repeat: int) -> list[Row]:
         "vgg16": ("vgg16", 3, 64, 8, 80, 24),
     }[name]
     model_name, c, s, batch, n_train, n_val = spec
-    cfg = _config(model_name, batch, epochs=2)
+    cfg = _config(model_name, batch, epochs=EPOCHS)
     if name == "smallcnn":
         bundle = fashion_bundle(n_train, n_val)
     else:
@@ -336,7 +347,7 @@ def run_lite0_frozen(repeat: int) -> list[Row]:
 def run_lite0_finetune(repeat: int) -> list[Row]:
     from cnnlab.engine.flops import forward_flops_per_image, train_flops_per_image
 
-    cfg = _config("efficientnet_lite0", 16, 2, pretrained=True)
+    cfg = _config("efficientnet_lite0", 16, EPOCHS, pretrained=True)
     cfg.optim.lr = 0.01
     bundle = photo_bundle(cfg, augment="light", n_train=128, n_val=64)
     model = _lite0()
@@ -431,8 +442,11 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--only", nargs="*", default=list(WORKLOADS), choices=list(WORKLOADS))
     p.add_argument("--repeat", type=int, default=2)
+    p.add_argument("--epochs", type=int, default=2, help="epochs per fit of the training workloads")
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args()
+    global EPOCHS
+    EPOCHS = args.epochs
     from cnnlab.runtime import tune_process
 
     tuning = tune_process()
