@@ -15,6 +15,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from cnnlab.deploy import softmax as softmax  # one softmax for all: deploy's, torch-free
 from cnnlab.evaluation.tta import Tta, average_views
 
 
@@ -101,9 +102,3 @@ def predict_tensor(
     """Logits (N, C) float32 for preprocessed images (N, C, H, W), in batches."""
     parts = (images[i : i + batch_size].to(device) for i in range(0, len(images), batch_size))
     return _logits(model, parts, device, channels_last, tta).numpy()
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits - logits.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=-1, keepdims=True)

@@ -36,11 +36,9 @@ def parse_tta(name: str | Tta) -> Tta:
 
 def average_views(view_logits: Sequence[np.ndarray]) -> np.ndarray:
     """log of the mean over views of softmax(logits), per image: (V of (N, C)) -> (N, C)."""
-    probs = []
-    for z in view_logits:
-        z = np.asarray(z, dtype=np.float64)
-        e = np.exp(z - z.max(axis=1, keepdims=True))
-        probs.append(e / e.sum(axis=1, keepdims=True))
+    from cnnlab.deploy import softmax  # torch-free, like this module
+
+    probs = [softmax(np.asarray(z, dtype=np.float64)) for z in view_logits]
     return np.log(np.mean(probs, axis=0)).astype(np.float32)
 
 
