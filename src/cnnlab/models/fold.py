@@ -132,9 +132,14 @@ def fold_batchnorm_(model: nn.Module, example: torch.Tensor) -> int:
     for pair in pairs:
         conv, bn = model.get_submodule(pair.conv), model.get_submodule(pair.norm)
         fold_into(conv, bn)
-        parent, _, attr = pair.norm.rpartition(".")
-        setattr(model.get_submodule(parent) if parent else model, attr, _after_fold(bn))
+        replace_module(model, pair.norm, _after_fold(bn))
     return len(pairs)
+
+
+def replace_module(model: nn.Module, name: str, new: nn.Module) -> None:
+    """Put `new` where the submodule called `name` (dotted) is."""
+    parent, _, attr = name.rpartition(".")
+    setattr(model.get_submodule(parent) if parent else model, attr, new)
 
 
 def inference_copy(

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from cnnlab.models.fold import conv_followers, replace_module
 from cnnlab.models.same_padding import TfSameConv2d
 
 
@@ -96,8 +97,6 @@ def fuse_conv_activations_(model: nn.Module, example: torch.Tensor) -> int:
     SiLU or Hardswish with one fused `ConvAct`, in place; returns how many pairs were fused.
 
     `model` must be an inference copy (eval mode, no gradients wanted)."""
-    from cnnlab.models.fold import conv_followers
-
     if not fusion_available() or example.device.type != "cpu":
         return 0
     fused = 0
@@ -105,12 +104,7 @@ def fuse_conv_activations_(model: nn.Module, example: torch.Tensor) -> int:
         conv, act = model.get_submodule(conv_name), model.get_submodule(act_name)
         if not _fusable_conv(conv):
             continue
-        _replace(model, conv_name, ConvAct(conv, act, post_op(act)))
-        _replace(model, act_name, nn.Identity())
+        replace_module(model, conv_name, ConvAct(conv, act, post_op(act)))
+        replace_module(model, act_name, nn.Identity())
         fused += 1
     return fused
-
-
-def _replace(model: nn.Module, name: str, new: nn.Module) -> None:
-    parent, _, attr = name.rpartition(".")
-    setattr(model.get_submodule(parent) if parent else model, attr, new)
