@@ -333,7 +333,7 @@ def run_lite0_frozen(repeat: int) -> list[Row]:
     note = f"{n} photos, batch 32; plain NCHW {n / min(t['nchw']):.1f} img/s, channels_last {n / min(t['cl']):.1f}"
     return [
         Row("Lite0 frozen feature pass: engine epoch 1", min(t["engine"]), best_plain, n, flops, note),
-        Row("Lite0 frozen: inference encoder (folded BN), channels_last, batch 32",
+        Row("Lite0 frozen: inference encoder (folded BN, fused conv + activation), channels_last, batch 32",
             min(t["enc32"]), best_plain, n, flops, "the pass the engine runs, timed alone"),
         Row("Lite0 frozen: inference encoder, channels_last, batch 64",
             min(t["enc64"]), best_plain, n, flops, ""),
