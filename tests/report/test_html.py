@@ -185,6 +185,24 @@ def test_the_gallery_says_why_when_the_data_is_gone(trained_run, tmp_path):
     assert f"{_test_json(run)['accuracy'] * 100:.2f}%" in text  # the rest of the page is there
 
 
+def test_a_flip_tta_evaluation_is_named_and_raises_no_data_changed_note(trained_run, tmp_path):
+    from cnnlab import api
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    report = api.evaluate(run, tta="flip", log=lambda s: None)
+    assert report["tta"] == "flip"
+    text = write_report(run).read_text(encoding="utf-8")
+    assert "each averaged with its mirror image (--tta flip)" in text  # the headline
+    assert "test.json was evaluated with --tta flip; these are single views" in text
+    assert "the data may have changed" not in text
+    summary = (run / "summary.md").read_text()
+    assert "each averaged with its mirror image (--tta flip)" in summary
+    api.evaluate(run, log=lambda s: None)  # one view again: no mention left
+    assert "--tta" not in write_report(run).read_text(encoding="utf-8")
+    assert "--tta" not in (run / "summary.md").read_text()
+
+
 def test_unknown_method_is_an_error(trained_run):
     from cnnlab.errors import ConfigError
 

@@ -15,7 +15,7 @@ from typing import Any
 from cnnlab import config as C
 from cnnlab import runs
 from cnnlab.errors import ConfigError, DataChangedError, RunError, message_of
-from cnnlab.evaluation.tta import Tta
+from cnnlab.evaluation.tta import Tta, describe
 from cnnlab.fsio import write_json
 
 Log = Callable[[str], None]
@@ -97,7 +97,7 @@ def evaluate_run(
             data_lines=bundle.summary,
         )  # fmt: skip
     where = f" on {source}" if data is not None else ""
-    where += "; each averaged with its mirror image" if tta is Tta.FLIP else ""
+    where += f"; {describe(tta)}" if tta is not Tta.NONE else ""
     log(
         f"{split} accuracy {report['accuracy']:.4f} ({report['samples']:,} images{where}), "
         f"loss {report['loss']:.4f}, macro F1 {report['macro']['f1']:.4f}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from cnnlab.evaluation.tta import describe
 from cnnlab.fsio import write_text
 
 
@@ -61,6 +62,7 @@ def write_summary(
         lines += [
             f"- **{test.get('split', 'test')} accuracy**: {_pct(test['accuracy'])} on "
             f"{test['samples']:,} images"
+            + _views(test)
             + "".join(f", {k} {_pct(v)}" for k, v in test.get("topk", {}).items())
             + f"; macro F1 {test['macro']['f1']:.4f}",
         ]
@@ -111,3 +113,8 @@ def _tflop(t: float | None) -> str:
 
 def _epoch(e: int | None) -> str:
     return "–" if e is None else str(e)
+
+
+def _views(report: dict[str, Any]) -> str:
+    words = describe(report.get("tta"))
+    return f", {words}" if words else ""

@@ -22,6 +22,11 @@ class Tta(StrEnum):
     FLIP = "flip"  # the image and its left-right mirror
 
 
+def describe(tta: str | Tta | None) -> str:
+    """How a report's images were predicted, in words, when not one view each ("" then)."""
+    return "each averaged with its mirror image (--tta flip)" if tta == Tta.FLIP else ""
+
+
 def parse_tta(name: str | Tta) -> Tta:
     from cnnlab.errors import ConfigError
 

@@ -174,7 +174,9 @@ def _gallery(
         f"split, by the best model. Beside each image: the {method.label} heatmap of the "
         "predicted class (red: the pixels that drove the prediction)."
     )
-    if "accuracy" in test and abs(preds.accuracy - float(test["accuracy"])) > 1e-9:
+    if test.get("tta", "none") != "none":  # test.json averaged views; the gallery has one each
+        note += f" ({split}.json was evaluated with --tta {test['tta']}; these are single views.)"
+    elif "accuracy" in test and abs(preds.accuracy - float(test["accuracy"])) > 1e-9:
         note += (
             f" Note: predicting the split again gives accuracy {preds.accuracy:.4f}, "
             f"not {float(test['accuracy']):.4f} as in {split}.json; the data may have changed."
