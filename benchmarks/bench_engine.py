@@ -48,8 +48,6 @@ from common import cpu_model, measure_peaks
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
-EPOCHS = 2  # per fit of the training workloads (--epochs)
-
 HERE = Path(__file__).resolve().parent
 # shared/ sits beside the main checkout (../shared) or beside the worktrees folder (../../shared)
 HYMENOPTERA = next(
@@ -265,7 +263,7 @@ def train_workload(name, cfg, bundle, make_model, repeat: int, flops_train, flop
     ]  # fmt: skip
 
 
-def run_train(name: str, repeat: int) -> list[Row]:
+def run_train(name: str, repeat: int, epochs: int) -> list[Row]:
     from cnnlab.engine.flops import forward_flops_per_image, train_flops_per_image
     from cnnlab.models import create_model
 
@@ -276,7 +274,7 @@ def run_train(name: str, repeat: int) -> list[Row]:
         "vgg16": ("vgg16", 3, 64, 8, 80, 24),
     }[name]
     model_name, c, s, batch, n_train, n_val = spec
-    cfg = _config(model_name, batch, epochs=EPOCHS)
+    cfg = _config(model_name, batch, epochs=epochs)
     if name == "smallcnn":
         bundle = fashion_bundle(n_train, n_val)
     else:
@@ -344,10 +342,10 @@ def run_lite0_frozen(repeat: int) -> list[Row]:
     ]  # fmt: skip
 
 
-def run_lite0_finetune(repeat: int) -> list[Row]:
+def run_lite0_finetune(repeat: int, epochs: int) -> list[Row]:
     from cnnlab.engine.flops import forward_flops_per_image, train_flops_per_image
 
-    cfg = _config("efficientnet_lite0", 16, EPOCHS, pretrained=True)
+    cfg = _config("efficientnet_lite0", 16, epochs, pretrained=True)
     cfg.optim.lr = 0.01
     bundle = photo_bundle(cfg, augment="light", n_train=128, n_val=64)
     model = _lite0()
@@ -426,15 +424,16 @@ def run_lite0_predict(repeat: int) -> list[Row]:
     ]
 
 
-WORKLOADS: dict[str, Callable[[int], list[Row]]] = {
-    "smallcnn": lambda r: run_train("smallcnn", r),
-    "resnet18": lambda r: run_train("resnet18", r),
-    "resnet50": lambda r: run_train("resnet50", r),
-    "vgg16": lambda r: run_train("vgg16", r),
-    "lite0-frozen": run_lite0_frozen,
+# each is called with (repeat, epochs per fit); the inference workloads have no epochs
+WORKLOADS: dict[str, Callable[[int, int], list[Row]]] = {
+    "smallcnn": lambda r, e: run_train("smallcnn", r, e),
+    "resnet18": lambda r, e: run_train("resnet18", r, e),
+    "resnet50": lambda r, e: run_train("resnet50", r, e),
+    "vgg16": lambda r, e: run_train("vgg16", r, e),
+    "lite0-frozen": lambda r, e: run_lite0_frozen(r),
     "lite0-finetune": run_lite0_finetune,
-    "lite0-eval": run_lite0_eval,
-    "lite0-predict": run_lite0_predict,
+    "lite0-eval": lambda r, e: run_lite0_eval(r),
+    "lite0-predict": lambda r, e: run_lite0_predict(r),
 }
 
 
@@ -445,8 +444,6 @@ def main() -> int:
     p.add_argument("--epochs", type=int, default=2, help="epochs per fit of the training workloads")
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args()
-    global EPOCHS
-    EPOCHS = args.epochs
     from cnnlab.runtime import tune_process
 
     tuning = tune_process()
@@ -461,7 +458,7 @@ def main() -> int:
           "| plain GFLOP/s | engine % of conv peak | notes |")  # fmt: skip
     print("|---|---:|---:|---:|---:|---:|---:|---|", flush=True)
     for name in args.only:
-        for row in WORKLOADS[name](args.repeat):
+        for row in WORKLOADS[name](args.repeat, args.epochs):
             print(row.cells(peaks), flush=True)
     return 0
 

@@ -62,7 +62,7 @@ def write_summary(
         lines += [
             f"- **{test.get('split', 'test')} accuracy**: {_pct(test['accuracy'])} on "
             f"{test['samples']:,} images"
-            + _views(test)
+            + views_note(test)
             + "".join(f", {k} {_pct(v)}" for k, v in test.get("topk", {}).items())
             + f"; macro F1 {test['macro']['f1']:.4f}",
         ]
@@ -115,6 +115,7 @@ def _epoch(e: int | None) -> str:
     return "–" if e is None else str(e)
 
 
-def _views(report: dict[str, Any]) -> str:
+def views_note(report: dict[str, Any]) -> str:
+    """ ", each averaged with its mirror image (--tta flip)" for a TTA report, else ""."""
     words = describe(report.get("tta"))
     return f", {words}" if words else ""

@@ -56,6 +56,13 @@ def conv_followers(
     the tensor a convolution returned, found by running `model` once on `example`.
 
     Modules called more than once per forward (shared weights) are left out."""
+    return probe_followers(model, example, follows)[0]
+
+
+def probe_followers(
+    model: nn.Module, example: torch.Tensor, follows: Callable[[nn.Module], bool]
+) -> tuple[list[tuple[str, str]], torch.Tensor]:
+    """`conv_followers` and the output of the probe run (model(example), without gradients)."""
     names = {m: n for n, m in model.named_modules()}
     calls: dict[nn.Module, int] = {}
     produced: dict[int, nn.Module] = {}  # id(output tensor) -> conv that returned it
@@ -81,13 +88,14 @@ def conv_followers(
             hooks.append(m.register_forward_pre_hook(before_follower))
     try:
         with torch.no_grad():
-            model(example)
+            output = model(example)
     finally:
         for h in hooks:
             h.remove()
-    return [
+    found = [
         (names[conv], names[m]) for m, conv in pairs.items() if calls[m] == 1 and calls[conv] == 1
     ]
+    return found, output
 
 
 def _foldable_norm(m: nn.Module) -> bool:
@@ -128,7 +136,10 @@ def fold_batchnorm_(model: nn.Module, example: torch.Tensor) -> int:
     """Fold every foldable BatchNorm of an eval-mode `model` in place; returns how many."""
     if model.training:
         raise FoldError("fold_batchnorm_ needs an eval-mode model (BatchNorm statistics fixed)")
-    pairs = find_conv_bn_pairs(model, example)
+    return fold_pairs_(model, find_conv_bn_pairs(model, example))
+
+
+def fold_pairs_(model: nn.Module, pairs: list[FoldPair]) -> int:
     for pair in pairs:
         conv, bn = model.get_submodule(pair.conv), model.get_submodule(pair.norm)
         fold_into(conv, bn)
@@ -179,9 +190,9 @@ def _inference_copy(
     for p in fast.parameters():
         p.requires_grad_(False)
     example = example.contiguous(memory_format=memory_format)
-    with torch.inference_mode():
-        expected = fast(example)
-    fold_batchnorm_(fast, example)
+    # the probe that finds the conv + BatchNorm pairs also gives the outputs to check against
+    found, expected = probe_followers(fast, example, _foldable_norm)
+    fold_pairs_(fast, [FoldPair(conv, norm) for conv, norm in found])
     fused = fuse and fuse_conv_activations_(fast, example) > 0
     try:
         with torch.inference_mode():

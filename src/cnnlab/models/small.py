@@ -17,8 +17,8 @@ this shape:
 It costs 17.4 MFLOP per training image, against 131 for `smallcnn_dense`, cnnlab's first
 default (5 full 3x3 conv layers, 32-32-64-64-128), kept for comparison. `smallcnn_dw` (the
 default before, 16.9 MFLOP) reaches the same accuracy more slowly; `smallcnn_deep`, its deeper
-twin with a third separable block at each resolution (27.5 MFLOP), is the 93% recipe
-(README, "Benchmarks").
+twin with a third separable block at each resolution (27.5 MFLOP), is the 93% recipe with
+`cnnlab evaluate --tta flip` (README, "Benchmarks").
 
     create_model("smallcnn", num_classes=10)   # 32,522 parameters
 """
@@ -87,6 +87,6 @@ _register(
 )
 _register(
     "smallcnn_deep",
-    "smallcnn_dw with a third separable block at 14 and at 7 px: the 93% recipe (README)",
+    "smallcnn_dw with a third separable block at 14 and at 7 px: 93% with --tta flip (README)",
 )
 _register("smallcnn_dense", "cnnlab's first default: 5 conv+BN layers, global average pooling")

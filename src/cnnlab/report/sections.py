@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from cnnlab.evaluation.tta import describe
+from cnnlab.evaluation.report import views_note
 from cnnlab.report.markup import esc, fmt, img, key_values, pct, section, table, value_html
 from cnnlab.report.mistakes import Mistake
 from cnnlab.report.run_folder import RunFolder
@@ -41,7 +41,7 @@ def header(run: RunFolder, anchors: list[str]) -> str:
         parts.append(
             f'<p class="headline">{esc(split)} accuracy <strong id="headline-accuracy" '
             f'data-value="{acc!r}">{pct(acc)}</strong> on {fmt(t.get("samples"))} images'
-            + (f", {esc(describe(t.get('tta')))}" if describe(t.get("tta")) else "")
+            + esc(views_note(t))
             + (f" · macro F1 {macro:.4f}" if macro is not None else "")
             + f" · best epoch {_epoch(s.get('best_epoch'))}</p>"
         )
