@@ -66,3 +66,24 @@ def test_inputs_follow_the_data_and_the_weights(tmp_path):
     lite = get_model_info("efficientnet_lite0")
     pre = plan_inputs(cfg_with(model__name="efficientnet_lite0", model__pretrained=True), lite)
     assert pre.preprocess.mean == (0.5, 0.5, 0.5) and pre.image_size == 224
+
+
+def test_vgg_trains_in_nchw_on_a_cpu_unless_the_user_chose(tmp_path):
+    from cnnlab.models import get_model_info
+    from cnnlab.plan import plan_memory_format
+
+    plan = make_plan(cfg_with(model__name="vgg11", train__device="cpu"), tmp_path)
+    assert plan.config.model.channels_last is False
+    assert any("memory format: NCHW" in n and "--channels-last" in n for n in plan.notes)
+    # the user's choice wins, and other families keep channels_last
+    chosen = make_plan(
+        cfg_with(model__name="vgg11", train__device="cpu", model__channels_last=True), tmp_path
+    )
+    assert chosen.config.model.channels_last is True
+    assert not any("memory format" in n for n in chosen.notes)
+    for name in ("resnet18", "smallcnn", "efficientnet_lite0"):
+        assert make_plan(cfg_with(model__name=name), tmp_path).config.model.channels_last
+    # on a GPU channels_last feeds the tensor cores: no change there
+    cfg = cfg_with(model__name="vgg16")
+    assert plan_memory_format(cfg, get_model_info("vgg16"), "cuda") == []
+    assert cfg.model.channels_last is True

@@ -62,7 +62,7 @@ def make_plan(cfg: C.Config, run_dir: Path, *, resume_from: Path | None = None) 
     check_logger(cfg)
     inputs = plan_inputs(cfg, info)
     device = plan_device(cfg)
-    notes = [*C.lint(cfg), *device.notes]
+    notes = [*C.lint(cfg), *device.notes, *plan_memory_format(cfg, info, device.accelerator)]
     return RunPlan(cfg, Path(run_dir), info, inputs, device, resume_from, notes, list(cfg.notes))
 
 
@@ -78,6 +78,18 @@ def make_user_plan(cfg: C.Config, run_dir: Path, preprocess: PreprocessSpec) -> 
     c, h, _ = preprocess.input_size
     inputs = InputPlan(preprocess, h, c)
     return RunPlan(cfg, Path(run_dir), None, inputs, device, None, [*C.lint(cfg), *device.notes])
+
+
+def plan_memory_format(cfg: C.Config, info: ModelInfo, accelerator: str) -> list[str]:
+    """The training memory format where the user left it unset: channels_last, except on a CPU
+    for a family whose steps measured faster in NCHW (`ModelInfo.cpu_channels_last`). Written
+    into the config, so config.yaml records it and a resumed run keeps it."""
+    if cfg.is_set("model.channels_last") or accelerator != "cpu" or info.cpu_channels_last:
+        return []
+    cfg.model.channels_last = False
+    return [
+        f"memory format: NCHW ({info.family} trains faster so on a CPU; --channels-last overrides)"
+    ]
 
 
 def model_info_for(cfg: C.Config, *, fetch: bool = True) -> ModelInfo:

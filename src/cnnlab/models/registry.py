@@ -34,6 +34,9 @@ class ModelInfo:
     published_params: float | None = None
     # Initialiser for --init paper; None when the paper states none we reproduce.
     paper_init: Callable[[nn.Module], None] | None = field(default=None, compare=False)
+    # Trains in channels_last (NHWC) on a CPU unless NCHW measured faster for the family:
+    # benchmarks/RESULTS.md, "Memory format per model". The user's --(no-)channels-last wins.
+    cpu_channels_last: bool = True
 
 
 _REGISTRY: dict[str, ModelInfo] = {}
