@@ -102,3 +102,48 @@ def test_an_empty_split_is_complete_with_no_labels_and_fill_reads_nothing():
     cache = FeatureCache(0, backbone=_backbone())
     cache.fill(TensorDataset(torch.zeros(0, 1, 28, 28), torch.zeros(0)))
     assert cache.complete and cache.cached_labels().shape == (0,) and cache.computed == 0
+
+
+def test_splits_fill_in_one_stream_of_equal_batches_across_their_boundary():
+    from torch.utils.data import TensorDataset
+
+    from cnnlab.engine.feature_cache import SharedEncoder, fill_caches
+
+    backbone = _backbone()
+    g = torch.Generator().manual_seed(2)
+    x_train = torch.randint(0, 256, (7, 1, 28, 28), dtype=torch.uint8, generator=g)
+    x_val = torch.randint(0, 256, (6, 1, 28, 28), dtype=torch.uint8, generator=g)
+    y_train, y_val = torch.arange(7) % 3, torch.arange(6) % 5 + 3
+    shared, shapes = SharedEncoder(backbone, channels_last=False), []
+
+    def encoder(batch):  # the shared encoder, counting the batch sizes it is given
+        shapes.append(len(batch))
+        return shared(batch)
+
+    train, val = FeatureCache(7, encoder=encoder), FeatureCache(6, encoder=encoder)
+    fill_caches(
+        [(train, TensorDataset(x_train, y_train)), (val, TensorDataset(x_val, y_val))],
+        batch_size=4, transform=lambda b: b.float() / 255.0,
+    )  # fmt: skip
+    # 13 items: 4 + 4 + 4 + 1, the third batch holding train's last 3 and val's first 1
+    assert shapes == [4, 4, 4, 1]
+    assert train.cached_labels().tolist() == y_train.tolist()
+    assert val.cached_labels().tolist() == y_val.tolist()
+    assert (train.computed, val.computed) == (7, 6)
+    with torch.no_grad():
+        for cache, xs in ((train, x_train), (val, x_val)):
+            expected = backbone(xs.float() / 255.0)
+            torch.testing.assert_close(cache.features, expected, rtol=0, atol=1e-4)
+
+
+def test_caches_with_different_encoders_are_not_filled_together():
+    from torch.utils.data import TensorDataset
+
+    from cnnlab.engine.feature_cache import fill_caches
+
+    data = TensorDataset(torch.zeros(2, 1, 28, 28), torch.zeros(2))
+    a, b = FeatureCache(2, backbone=_backbone()), FeatureCache(2, backbone=_backbone())
+    with pytest.raises(ValueError, match="share one encoder"):
+        fill_caches([(a, data), (b, data)])
+    with pytest.raises(ValueError, match="needs the backbone"):
+        FeatureCache(2).fill(data)

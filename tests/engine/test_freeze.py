@@ -53,12 +53,7 @@ def _run(tmp_path, monkeypatch=None, decoded=None, workers=0, **model_opts):
         class Kept(trainer.FeatureCache):
             def __init__(self, *a, **k):
                 super().__init__(*a, **k)
-                self.batches = []  # sizes of the batches the backbone encoded
                 caches.append(self)
-
-            def _encode(self, x, compute):
-                self.batches.append(len(x))
-                return super()._encode(x, compute)
 
         monkeypatch.setattr(trainer, "FeatureCache", Kept)
     fit(make_plan(cfg, tmp_path), bundle, model, export_best=lambda *a: None, log=lambda s: None)
@@ -78,12 +73,21 @@ def test_frozen_backbone_keeps_weights_and_bn_stats_and_caches_features(tmp_path
 
 
 def test_one_process_encodes_every_image_up_front_in_inference_batches(tmp_path, monkeypatch):
+    import cnnlab.engine.feature_cache as feature_cache
     import cnnlab.engine.module as module
 
     monkeypatch.setattr(module, "FILL_BATCH", 24)
+    encoded, real = [], feature_cache.SharedEncoder.__call__
+    monkeypatch.setattr(
+        feature_cache.SharedEncoder,
+        "__call__",
+        lambda self, x: encoded.append(len(x)) or real(self, x),
+    )
     _, _, caches = _run(tmp_path, monkeypatch, freeze_backbone=True)
-    # training batches are 16: these are the fill's batches of 24, over all 64 and all 32 images
-    assert [c.batches for c in caches] == [[24, 24, 16], [24, 8]]
+    # training batches are 16: these are the fill's batches of 24, one stream over the 64 train
+    # and 32 validation images (the third batch: train's last 16 and validation's first 8)
+    assert encoded == [24, 24, 24, 24]
+    assert [(c.n, c.computed) for c in caches] == [(64, 64), (32, 32)]
 
 
 def test_once_features_are_cached_no_image_is_decoded_again(tmp_path, monkeypatch):

@@ -55,8 +55,8 @@ class SharedEncoder:
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if self._encode is None:
-            # two samples are enough to check the fold; the batch's shape is what runs later
-            self._encode = inference_encoder(self.backbone, x[:2], channels_last=self.channels_last)
+            # one sample checks the fold (and the fusion): three passes of it build the copy
+            self._encode = inference_encoder(self.backbone, x[:1], channels_last=self.channels_last)
         return self._encode(x)
 
 
@@ -119,18 +119,23 @@ class FeatureCache:
             # indexing copies the batch: only when part of it is cached already
             every = bool(missing.all())
             new_x, new_idx = (x, idx) if every else (x[missing], idx[missing])
-            fresh = self._encode(new_x, compute)
-            self.computed += len(fresh)
-            if self.features is None:
-                self.features = torch.zeros(
-                    (self.n, fresh.shape[1]), dtype=fresh.dtype, device=fresh.device
-                )
-            self.features[new_idx] = fresh
-            self.filled[new_idx] = True
-            if y is not None:
-                new_y = y if every else y[missing]
-                self.labels[new_idx.cpu()] = new_y.to("cpu", torch.int64)
+            new_y = y if every or y is None else y[missing]
+            self.store(new_idx, self._encode(new_x, compute), new_y)
         return self.features[idx]
+
+    def store(self, idx: torch.Tensor, features: torch.Tensor, y: torch.Tensor | None) -> None:
+        """Cache computed features (and the labels they came with) for the items `idx`."""
+        self.computed += len(features)
+        if self.features is None:
+            self.features = torch.zeros(
+                (self.n, features.shape[1]), dtype=features.dtype, device=features.device
+            )
+        if self.filled is None:
+            self.filled = torch.zeros(self.n, dtype=torch.bool, device=idx.device)
+        self.features[idx] = features
+        self.filled[idx] = True
+        if y is not None:
+            self.labels[idx.cpu()] = y.to("cpu", torch.int64)
 
     def fill(
         self,
@@ -141,20 +146,79 @@ class FeatureCache:
         device: str | torch.device = "cpu",
         num_workers: int = 0,
     ) -> None:
-        """Compute every missing sample's features up front, in inference batches of
-        `batch_size` (larger than a training batch on a CPU, benchmarks/RESULTS.md), with the
-        items' labels. Items are (x, y, ...); `transform` is the data's batch transform
-        (uint8 -> normalised float), applied on `device`."""
-        if self._encoder is None:
-            raise ValueError("FeatureCache.fill needs the backbone (FeatureCache(n, backbone=...))")
-        if self.complete:
-            return
-        loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+        """Compute every sample's features up front, in inference batches of `batch_size`
+        (larger than a training batch on a CPU, benchmarks/RESULTS.md), with the items'
+        labels. Items are (x, y, ...); `transform` is the data's batch transform (uint8 ->
+        normalised float), applied on `device`."""
+        fill_caches(
+            [(self, dataset)], batch_size=batch_size, transform=transform, device=device,
+            num_workers=num_workers,
+        )  # fmt: skip
+
+
+def fill_caches(
+    parts: list[tuple[FeatureCache, Dataset]],
+    *,
+    batch_size: int = 64,
+    transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    device: str | torch.device = "cpu",
+    num_workers: int = 0,
+) -> None:
+    """Fill the caches of several splits (sharing one encoder) in one stream of equal batches:
+    filled one after the other, each split's tail would be a batch of its own shape, and a CPU
+    backend prepares its kernels per shape (the first Lite0 batch of 25 images took 46 ms more
+    than the next one; benchmarks/RESULTS.md). Each split's items still load through its own
+    DataLoader (a data set's batched `__getitems__` keeps working)."""
+    encoders = {id(cache._encoder): cache._encoder for cache, _ in parts}
+    if None in encoders.values():
+        raise ValueError("FeatureCache.fill needs the backbone (FeatureCache(n, backbone=...))")
+    if len(encoders) > 1:
+        raise ValueError("fill_caches needs caches that share one encoder (SharedEncoder)")
+    todo = [(cache, data) for cache, data in parts if not cache.complete and len(data)]
+    if not todo:
+        return
+    encode = next(iter(encoders.values()))
+    for x, y, pieces in _equal_batches(todo, batch_size, num_workers):
+        x = x.to(device)
+        features = encode(transform(x) if transform is not None else x)
         start = 0
-        for x, y, *_ in loader:
-            x = x.to(device)
-            x = transform(x) if transform is not None else x
-            idx = torch.arange(start, start + len(x), device=device)
-            # the fallback is unused with a backbone
-            self.lookup(x, idx, lambda b: b, torch.as_tensor(y))
-            start += len(x)
+        for cache, first, count in pieces:
+            idx = torch.arange(first, first + count, device=device)
+            cache.store(idx, features[start : start + count], y[start : start + count])
+            start += count
+
+
+def _equal_batches(parts: list[tuple[FeatureCache, Dataset]], size: int, num_workers: int):
+    """(x, y, [(cache, first item, count), ...]) batches of `size` over the parts in order;
+    only the last may be smaller."""
+    chunks: list[tuple[FeatureCache, int, torch.Tensor, torch.Tensor]] = []
+    held = 0
+    for cache, data in parts:
+        first = 0
+        for x, y, *_ in DataLoader(data, batch_size=size, shuffle=False, num_workers=num_workers):
+            chunks.append((cache, first, x, torch.as_tensor(y)))
+            first += len(x)
+            held += len(x)
+            while held >= size:
+                batch, chunks = _take(chunks, size)
+                held -= size
+                yield batch
+    if held:
+        yield _take(chunks, held)[0]
+
+
+def _take(chunks: list, size: int) -> tuple[tuple, list]:
+    """The first `size` items of the chunks as one batch, and the chunks left."""
+    xs, ys, pieces, left = [], [], [], size
+    while left:
+        cache, first, x, y = chunks.pop(0)
+        n = min(left, len(x))
+        xs.append(x[:n])
+        ys.append(y[:n])
+        pieces.append((cache, first, n))
+        if n < len(x):  # the rest of this chunk opens the next batch
+            chunks.insert(0, (cache, first + n, x[n:], y[n:]))
+        left -= n
+    x = xs[0] if len(xs) == 1 else torch.cat(xs)
+    y = ys[0] if len(ys) == 1 else torch.cat(ys)
+    return (x, y, pieces), chunks

@@ -13,7 +13,7 @@ import torchmetrics
 from torch import nn
 
 from cnnlab.config import OptimConfig
-from cnnlab.engine.feature_cache import FeatureCache
+from cnnlab.engine.feature_cache import FeatureCache, fill_caches
 from cnnlab.engine.schedules import lr_factor
 from cnnlab.engine.seeding import seed_step
 from cnnlab.errors import DivergedError
@@ -118,7 +118,8 @@ class ClassifierModule(L.LightningModule):
 
     def on_train_epoch_start(self) -> None:
         # One process: the frozen backbone's single pass over train and val runs up front in
-        # inference batches (on a CPU larger than a training batch: benchmarks/RESULTS.md),
+        # one stream of inference batches (on a CPU larger than a training batch, and of one
+        # shape across the splits' boundary: benchmarks/RESULTS.md),
         # inside epoch 1's time (Lightning calls the callbacks' hook, which starts the epoch
         # clock, first), in the run's precision and with its loader workers. Once a split's
         # features (and labels) are all cached, its loaders decode no image. Under DDP each
@@ -127,16 +128,17 @@ class ClassifierModule(L.LightningModule):
             return
         data = self.trainer.datamodule
         batch = FILL_BATCH if self.device.type == "cpu" else data.cfg.data.batch_size
+        datasets = {split: getattr(data.bundle, split) for split in self.feature_caches}
         with self.trainer.precision_plugin.forward_context():
-            for split, cache in self.feature_caches.items():
-                dataset = getattr(data.bundle, split)
-                cache.fill(
-                    dataset, batch_size=batch, transform=self.input_transform, device=self.device,
-                    num_workers=data.cfg.data.workers,
-                )  # fmt: skip
-                labels = cache.cached_labels()
-                if labels is not None:
-                    dataset.features_cached(labels)
+            fill_caches(
+                [(cache, datasets[split]) for split, cache in self.feature_caches.items()],
+                batch_size=batch, transform=self.input_transform, device=self.device,
+                num_workers=data.cfg.data.workers,
+            )  # fmt: skip
+        for split, cache in self.feature_caches.items():
+            labels = cache.cached_labels()
+            if labels is not None:
+                datasets[split].features_cached(labels)
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         # dropout and any other global-RNG use become a function of (seed, step, rank)
