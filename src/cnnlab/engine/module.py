@@ -9,11 +9,11 @@ from typing import Any
 import lightning as L
 import torch
 import torch.nn.functional as F
-import torchmetrics
 from torch import nn
 
 from cnnlab.config import OptimConfig
 from cnnlab.engine.feature_cache import FeatureCache, fill_caches
+from cnnlab.engine.metrics import EpochMean, correct, from_torchmetrics
 from cnnlab.engine.schedules import lr_factor
 from cnnlab.engine.seeding import seed_step
 from cnnlab.errors import DivergedError
@@ -57,13 +57,9 @@ class ClassifierModule(L.LightningModule):
         weight = None if class_weights is None else torch.tensor(class_weights, dtype=torch.float32)
         self.register_buffer("class_weight", weight, persistent=False)
         n = model.num_classes
-        # micro accuracy over all samples; its sum states make DDP reduction exact
-        # validate_args off: its per-step input checks cost more than a small CNN's step
-        acc = dict(task="multiclass", num_classes=n, validate_args=False)
-        self.train_acc = torchmetrics.Accuracy(**acc)
-        self.val_acc = torchmetrics.Accuracy(**acc)
-        self.train_loss = torchmetrics.MeanMetric()
-        self.val_loss = torchmetrics.MeanMetric()
+        # micro accuracy and batch-weighted losses as sums (engine/metrics.py)
+        self.train_acc, self.val_acc = EpochMean(), EpochMean()
+        self.train_loss, self.val_loss = EpochMean(), EpochMean()
         # part of the checkpoint, so a mid-epoch resume continues the epoch's running averages
         self.train_acc.persistent(True)
         self.train_loss.persistent(True)
@@ -103,6 +99,12 @@ class ClassifierModule(L.LightningModule):
         return F.cross_entropy(
             logits, y, weight=self.class_weight, label_smoothing=self.optim.label_smoothing
         )
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # called before the state dict is loaded: a checkpoint from a cnnlab that kept its
+        # running averages in torchmetrics' Accuracy / MeanMetric resumes mid-epoch too
+        for prefix in ("train_acc", "train_loss"):
+            from_torchmetrics(checkpoint["state_dict"], prefix)
 
     def on_train_start(self) -> None:
         # A restored optimizer carries the learning rates of the last step it took; the schedule
@@ -157,8 +159,8 @@ class ClassifierModule(L.LightningModule):
                 f"likely causes: learning rate too high (lr={self.optim.lr}), fp16 overflow, or "
                 f"bad input values; lower --lr or use --precision 32"
             )
-        self.train_loss.update(loss.detach(), weight=len(y))
-        self.train_acc.update(logits.detach(), y)
+        self.train_loss.update(loss.detach() * len(y), len(y))
+        self.train_acc.update(correct(logits.detach(), y), len(y))
         if self.progress_bar:
             acc = (logits.detach().argmax(1) == y).float().mean()
             self.log_dict(
@@ -198,8 +200,8 @@ class ClassifierModule(L.LightningModule):
         logits, y = self._logits(batch, "val")
         # plain cross-entropy, as `cnnlab evaluate` reports it: label smoothing and class
         # weights shape the training objective, not the measure of the model
-        self.val_loss.update(F.cross_entropy(logits, y), weight=len(y))
-        self.val_acc.update(logits, y)
+        self.val_loss.update(F.cross_entropy(logits, y) * len(y), len(y))
+        self.val_acc.update(correct(logits, y), len(y))
         self._pred_hist += torch.bincount(logits.argmax(1).cpu(), minlength=len(self._pred_hist))
 
     def on_validation_epoch_start(self) -> None:
