@@ -60,8 +60,9 @@ HYMENOPTERA = next(
 # the engine, isolated: the one place that knows fit's signature
 
 
-def engine_fit(cfg, bundle, model, run_dir: Path) -> list[dict]:
-    """cnnlab's training engine as `cnnlab train` calls it; returns metrics.csv's rows."""
+def engine_fit(cfg, bundle, model, run_dir: Path, callbacks=()) -> list[dict]:
+    """cnnlab's training engine as `cnnlab train` calls it; returns metrics.csv's rows.
+    `callbacks`: extra Lightning callbacks (the step-interleaved plain twins)."""
     from cnnlab.engine.trainer import fit
     from cnnlab.export import export_model
     from cnnlab.plan import make_plan
@@ -75,7 +76,9 @@ def engine_fit(cfg, bundle, model, run_dir: Path) -> list[dict]:
         )  # fmt: skip
 
     plan = make_plan(cfg, run_dir)
-    result = fit(plan, bundle, model, export_best=export_best, log=lambda s: None)
+    result = fit(
+        plan, bundle, model, export_best=export_best, log=lambda s: None, callbacks=callbacks
+    )
     return result.history
 
 
@@ -187,6 +190,70 @@ def plain_train(model, bundle, cfg, epochs: int, channels_last: bool) -> list[fl
     return times
 
 
+class PlainTwin:
+    """The plain loop, one step at a time, run by a callback inside the engine's own fit: before
+    each engine step the twin takes one step of its own (its own model copy, optimizer, shuffled
+    loader, memory format), and before the engine's validation it runs its own validation pass.
+    Both loops then see the machine in the same state within milliseconds of each other, which
+    whole-run interleaving on a shared machine cannot promise. Its seconds are timed here and
+    taken out of the engine's epoch clock, which runs around them."""
+
+    def __init__(self, model, bundle, cfg, channels_last: bool) -> None:
+        self.fmt = torch.channels_last if channels_last else torch.contiguous_format
+        self.model = model.to(memory_format=self.fmt)
+        self.transform = bundle.batch_transform or nn.Identity()
+        self.train = DataLoader(bundle.train, batch_size=cfg.data.batch_size, shuffle=True)
+        self.val = DataLoader(bundle.val, batch_size=cfg.data.batch_size)
+        params = [p for p in model.parameters() if p.requires_grad]
+        self.opt = torch.optim.SGD(
+            params, lr=cfg.optim.lr, momentum=0.9, nesterov=True, weight_decay=5e-4
+        )
+        self._batches = iter(())
+        self.epoch_s: list[float] = []  # the twin's seconds within each engine epoch
+
+    def step(self) -> None:
+        start = time.perf_counter()
+        try:
+            x, y = next(self._batches)
+        except StopIteration:
+            self._batches = iter(self.train)
+            x, y = next(self._batches)
+        self.model.train()
+        loss = F.cross_entropy(self.model(self.transform(x).contiguous(memory_format=self.fmt)), y)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        self.epoch_s[-1] += time.perf_counter() - start
+
+    def validate(self) -> None:
+        start = time.perf_counter()
+        self.model.eval()
+        with torch.inference_mode():
+            for x, _y in self.val:
+                self.model(self.transform(x).contiguous(memory_format=self.fmt))
+        self.epoch_s[-1] += time.perf_counter() - start
+
+
+def twin_callback(twins: list[PlainTwin]):
+    import lightning as L
+
+    class Twins(L.Callback):
+        def on_train_epoch_start(self, trainer, pl_module) -> None:
+            for twin in twins:
+                twin.epoch_s.append(0.0)
+
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+            for twin in twins:
+                twin.step()
+
+        def on_validation_start(self, trainer, pl_module) -> None:
+            if not trainer.sanity_checking:
+                for twin in twins:
+                    twin.validate()
+
+    return Twins()
+
+
 def plain_inference(fn: Callable[[torch.Tensor], torch.Tensor], datasets, batch: int, transform):
     """Seconds for one inference pass of `fn` over the datasets (in order, batched)."""
     torch.set_flush_denormal(True)  # as the engine's fit does (it turns it off on its way out)
@@ -249,11 +316,33 @@ def train_workload(name, cfg, bundle, make_model, repeat: int, flops_train, flop
         engine_epoch += [h["epoch_time_s"] for h in history[1:] or history]
         times = plain_train(copy.deepcopy(initial), bundle, cfg, cfg.train.epochs, True)
         plain_epoch += times[1:] or times
+    # step-interleaved: plain twins in both memory formats inside one engine fit per repeat
+    engine_in, twin_cl, twin_nchw = [], [], []
+    for _ in range(repeat):
+        twins = [PlainTwin(copy.deepcopy(initial), bundle, cfg, cl) for cl in (True, False)]
+        with tempfile.TemporaryDirectory() as tmp:
+            history = engine_fit(
+                cfg, bundle, copy.deepcopy(initial), Path(tmp), [twin_callback(twins)]
+            )
+        times = [h["epoch_time_s"] - twins[0].epoch_s[i] - twins[1].epoch_s[i]
+                 for i, h in enumerate(history)]  # fmt: skip
+        engine_in += times[1:] or times
+        twin_cl += twins[0].epoch_s[1:] or twins[0].epoch_s
+        twin_nchw += twins[1].epoch_s[1:] or twins[1].epoch_s
     n_train, n_val = len(bundle.train), len(bundle.val)
     flops = flops_train * n_train + flops_val * n_val
     epochs = cfg.train.epochs
     k = len(engine_epoch)
-    return [
+    med = statistics.median
+    fmt = "channels_last" if cfg.model.channels_last else "NCHW"
+    interleaved = [
+        Row(f"{name}: epoch, step-interleaved, median of {len(engine_in)}", med(engine_in),
+            med(twin_cl), n_train, flops, f"engine ({fmt}) vs plain channels_last, step by step"),
+        Row(f"{name}: epoch, step-interleaved, vs plain NCHW", med(engine_in), med(twin_nchw),
+            n_train, flops, f"the same fits: plain NCHW {med(twin_cl) / med(twin_nchw):.2f}x "
+            "plain channels_last"),
+    ]  # fmt: skip
+    return interleaved + [
         Row(f"{name}: epoch (train + val)", min(engine_epoch), min(plain_epoch), n_train, flops,
             f"{n_train} train + {n_val} val images, batch {cfg.data.batch_size}"),
         Row(f"{name}: epoch, median of {k}", statistics.median(engine_epoch),
@@ -329,8 +418,14 @@ def run_lite0_frozen(repeat: int) -> list[Row]:
         t["enc_nchw"].append(plain_inference(enc_nchw, sets, 32, transform))
     best_plain = min(min(t["nchw"]), min(t["cl"]))
     note = f"{n} photos, batch 32; plain NCHW {n / min(t['nchw']):.1f} img/s, channels_last {n / min(t['cl']):.1f}"
+    # each repeat's engine epoch against the better plain loop of the same repeat (seconds apart)
+    paired = [min(a, b) / e for e, a, b in zip(t["engine"], t["nchw"], t["cl"], strict=True)]
     return [
         Row("Lite0 frozen feature pass: engine epoch 1", min(t["engine"]), best_plain, n, flops, note),
+        Row(f"Lite0 frozen feature pass: engine epoch 1, median of {repeat} paired ratios",
+            best_plain / statistics.median(paired), best_plain, n, flops,
+            "ratio = the median; engine img/s = best plain / it; per repeat: "
+            + ", ".join(f"{r:.2f}" for r in paired)),
         Row("Lite0 frozen: inference encoder (folded BN, fused conv + activation), channels_last, batch 32",
             min(t["enc32"]), best_plain, n, flops, "the pass the engine runs, timed alone"),
         Row("Lite0 frozen: inference encoder, channels_last, batch 64",
