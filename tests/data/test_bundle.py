@@ -64,3 +64,20 @@ def test_a_batched_fetch_reads_the_flag_once_and_decode_images_turns_it_back():
     assert [(x is NO_IMAGE, y) for x, y, _ in batch] == [(True, 1), (True, 0)]
     indexed.decode_images()  # the backbone trains again: images, and the items' own labels
     assert [y for _, y, _ in indexed.__getitems__([2, 3])] == [0, 1] and data.reads == 4
+
+
+def test_a_batched_fetch_goes_through_the_wrapped_data_sets_own():
+    class Batched(Counted):
+        def __init__(self) -> None:
+            super().__init__()
+            self.batches = []
+
+        def __getitems__(self, indices):
+            self.batches.append(list(indices))
+            return [(torch.full((1, 2, 2), float(i)), i % 2) for i in indices]
+
+    data = Batched()
+    x, y, idx = next(iter(DataLoader(IndexedDataset(data), batch_size=3)))
+    assert data.batches == [[0, 1, 2]] and data.reads == 0  # one call, no item by item
+    assert x[:, 0, 0, 0].tolist() == [0.0, 1.0, 2.0] and y.tolist() == [0, 1, 0]
+    assert idx.tolist() == [0, 1, 2]

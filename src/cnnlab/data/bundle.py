@@ -103,7 +103,11 @@ class IndexedDataset(Dataset):
         # the DataLoader's batched fetch: the flag is read once, so a batch is never half
         # images and half NO_IMAGE when it changes while a worker is fetching
         cached = bool(self._cached)
-        return [self._item(i, cached) for i in indices]
+        fetch = getattr(self.dataset, "__getitems__", None)
+        if cached or fetch is None:
+            return [self._item(i, cached) for i in indices]
+        # the wrapped data set's own batched fetch (Fashion-MNIST's: ~100 us per item less)
+        return [(x, y, i) for (x, y), i in zip(fetch(indices), indices, strict=True)]
 
     def _item(self, i: int, cached: bool) -> tuple[Any, Any, int]:
         if cached:
