@@ -5,7 +5,10 @@ dataset and DataLoader settings, batch size and thread count, and run interleave
 process (engine, plain, engine, plain, ...); the table gives the best time of each and the
 ratio plain / engine (above 1: the engine is faster), and for the training workloads also the
 ratio of the median epochs (every epoch but each run's first, over all repeats): on a shared
-machine one lucky quiet epoch decides a best-of, while the median needs most of them. GFLOP/s are counted with FlopCounterMode
+machine one lucky quiet epoch decides a best-of, while the median needs most of them. The
+training workloads also run the plain loop as a twin inside the engine's own fit (one plain
+step before each engine step, both memory formats; `PlainTwin`): the "step-interleaved" rows,
+the measure that this machine's drift cannot bias. GFLOP/s are counted with FlopCounterMode
 (cnnlab.engine.flops) and set against a matmul and a conv peak measured in the same run.
 
     flock /tmp/cnnlab-cpu.lock .venv/bin/python benchmarks/bench_engine.py            # all
