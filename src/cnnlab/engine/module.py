@@ -12,8 +12,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from cnnlab.config import OptimConfig
+from cnnlab.engine.epoch_metrics import EpochMean, correct, from_torchmetrics
 from cnnlab.engine.feature_cache import FeatureCache, fill_caches
-from cnnlab.engine.metrics import EpochMean, correct, from_torchmetrics
 from cnnlab.engine.schedules import lr_factor
 from cnnlab.engine.seeding import seed_step
 from cnnlab.errors import DivergedError
@@ -57,7 +57,7 @@ class ClassifierModule(L.LightningModule):
         weight = None if class_weights is None else torch.tensor(class_weights, dtype=torch.float32)
         self.register_buffer("class_weight", weight, persistent=False)
         n = model.num_classes
-        # micro accuracy and batch-weighted losses as sums (engine/metrics.py)
+        # micro accuracy and batch-weighted losses as sums (engine/epoch_metrics.py)
         self.train_acc, self.val_acc = EpochMean(), EpochMean()
         self.train_loss, self.val_loss = EpochMean(), EpochMean()
         # part of the checkpoint, so a mid-epoch resume continues the epoch's running averages

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from cnnlab.engine.metrics import EpochMean, correct, from_torchmetrics
+from cnnlab.engine.epoch_metrics import EpochMean, correct, from_torchmetrics
 
 
 def test_accuracy_and_batch_weighted_loss_equal_the_hand_computed_ones():
