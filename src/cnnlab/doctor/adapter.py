@@ -107,17 +107,11 @@ def training_modes(model: CnnClassifier, cfg: Config) -> CnnClassifier:
 
 def make_optimizer(model: CnnClassifier, cfg: Config) -> torch.optim.Optimizer:
     """The run's optimizer at its peak (configured) learning rate, without the schedule."""
+    from cnnlab.engine.module import make_optimizer as engine_optimizer
     from cnnlab.engine.module import param_groups
 
     o = cfg.optim
     groups = [
         {**g, "params": [p for p in g["params"] if p.requires_grad]} for g in param_groups(model, o)
     ]
-    groups = [g for g in groups if g["params"]]
-    if o.optimizer == "sgd":
-        return torch.optim.SGD(
-            groups, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov and o.momentum > 0
-        )
-    if o.optimizer == "adam":
-        return torch.optim.Adam(groups, lr=o.lr)
-    return torch.optim.AdamW(groups, lr=o.lr)
+    return engine_optimizer([g for g in groups if g["params"]], o)

@@ -232,15 +232,7 @@ class ClassifierModule(L.LightningModule):
 
     def configure_optimizers(self) -> Any:
         o = self.optim
-        groups = param_groups(self.model, o)
-        if o.optimizer == "sgd":
-            opt = torch.optim.SGD(
-                groups, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov and o.momentum > 0
-            )
-        elif o.optimizer == "adam":
-            opt = torch.optim.Adam(groups, lr=o.lr)
-        else:
-            opt = torch.optim.AdamW(groups, lr=o.lr)
+        opt = make_optimizer(param_groups(self.model, o), o)
         if o.schedule == "plateau":
             # the same metric and direction as early stopping and the best checkpoint
             mode = "max" if self.monitor == "val_acc" else "min"
@@ -276,6 +268,34 @@ class ClassifierModule(L.LightningModule):
 
     def pred_histogram(self) -> list[int]:
         return self._pred_hist.tolist()
+
+
+def make_optimizer(groups: list[dict[str, Any]], o: OptimConfig) -> torch.optim.Optimizer:
+    """The configured optimizer over `groups`, with PyTorch's fused kernels where every
+    parameter allows them: one pass over each tensor per step instead of one per operation.
+    On 2 AMD EPYC vCPUs a ResNet-18 SGD step took 10 ms fused against 52 ms for the default
+    per-tensor loop, VGG16's 28 against 179 ms (RESULTS.md, "Fused optimizer steps"); the same
+    math, rounded in another order (within an ulp or so of the loop's weights)."""
+    extra = {"fused": True} if _fusable(groups) else {}
+    if o.optimizer == "sgd":
+        nesterov = o.nesterov and o.momentum > 0
+        return torch.optim.SGD(groups, lr=o.lr, momentum=o.momentum, nesterov=nesterov, **extra)
+    if o.optimizer == "adam":
+        return torch.optim.Adam(groups, lr=o.lr, **extra)
+    return torch.optim.AdamW(groups, lr=o.lr, **extra)
+
+
+def _fusable(groups: list[dict[str, Any]]) -> bool:
+    """Every parameter a floating-point tensor on a device with fused optimizer kernels."""
+    try:
+        from torch.optim.optimizer import _get_fused_kernels_supported_devices
+    except ImportError:  # a torch without the list: the default per-tensor loop
+        return False
+    devices = _get_fused_kernels_supported_devices()
+    params = [p for g in groups for p in g["params"]]
+    return bool(params) and all(
+        p.device.type in devices and torch.is_floating_point(p) for p in params
+    )
 
 
 def param_groups(model: CnnClassifier, o: OptimConfig) -> list[dict[str, Any]]:
