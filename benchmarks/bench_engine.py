@@ -47,7 +47,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from common import cpu_model, measure_peaks
+from common import cpu_model, measure_peaks, print_table_head, setup_cpu
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
@@ -542,19 +542,14 @@ def main() -> int:
     p.add_argument("--epochs", type=int, default=2, help="epochs per fit of the training workloads")
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args()
-    from cnnlab.runtime import tune_process
-
-    tuning = tune_process()
-    torch.set_num_threads(args.threads)
-    torch.set_flush_denormal(True)  # as the engine does on CPU; the plain loops get it too
+    tuning = setup_cpu(args.threads)  # the plain loops set the denormal flag again themselves
     peaks = measure_peaks()
     print(f"CPU: {cpu_model()}; torch {torch.__version__}, {args.threads} threads; "
           f"allocator: {tuning.malloc}; best of {args.repeat} interleaved runs")  # fmt: skip
     print(f"peaks measured in this run: matmul {peaks['matmul']:.0f} GFLOP/s, "
           f"3x3 conv {peaks['conv']:.0f} GFLOP/s (float32)\n")  # fmt: skip
-    print("| workload | engine img/s | plain img/s | engine/plain | engine GFLOP/s "
-          "| plain GFLOP/s | engine % of conv peak | notes |")  # fmt: skip
-    print("|---|---:|---:|---:|---:|---:|---:|---|", flush=True)
+    print_table_head("workload", "engine img/s:", "plain img/s:", "engine/plain:",
+                     "engine GFLOP/s:", "plain GFLOP/s:", "engine % of conv peak:", "notes")  # fmt: skip
     for name in args.only:
         for row in WORKLOADS[name](args.repeat, args.epochs):
             print(row.cells(peaks), flush=True)

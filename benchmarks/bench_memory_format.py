@@ -23,7 +23,7 @@ import time
 
 import torch
 import torch.nn.functional as F
-from common import cpu_model
+from common import cpu_model, print_table_head, setup_cpu
 
 DEFAULT = [
     "smallcnn:28:128", "resnet18:64:32", "resnet18:224:16", "resnet50:64:16", "resnet50:224:8",
@@ -94,16 +94,12 @@ def main() -> int:
     p.add_argument("--verbose-conv", action="store_true")
     args = p.parse_args()
     from cnnlab.models import get_model_info
-    from cnnlab.runtime import tune_process
 
-    tune_process()
-    torch.set_num_threads(args.threads)
-    torch.set_flush_denormal(True)  # as the engine trains on a CPU
+    setup_cpu(args.threads)
     print(f"CPU: {cpu_model()}; torch {torch.__version__}, {args.threads} threads; "
           f"ISA {torch.backends.cpu.get_cpu_capability()}; best of {args.rounds} rounds\n")  # fmt: skip
-    print("| model, input, batch | NCHW ms | channels_last ms | NCHW / channels_last (time) "
-          "| cnnlab trains in |")  # fmt: skip
-    print("|---|---:|---:|---:|---|", flush=True)
+    print_table_head("model, input, batch", "NCHW ms:", "channels_last ms:",
+                     "NCHW / channels_last (time):", "cnnlab trains in")  # fmt: skip
     for case in args.cases:
         name, size, batch = case.split(":")
         best = step_seconds(name, int(size), int(batch), args.rounds)

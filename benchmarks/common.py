@@ -21,6 +21,26 @@ def cpu_model() -> str:
     return f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs"
 
 
+def setup_cpu(threads: int):
+    """What every training benchmark starts with, as cnnlab's own processes do: the allocator
+    tuned (`runtime.tune_process`), a fixed thread count and denormals flushed (as the engine
+    trains on a CPU). Returns the tuning (its `malloc` names the allocator in headers)."""
+    from cnnlab.runtime import tune_process
+
+    tuning = tune_process()
+    torch.set_num_threads(threads)
+    torch.set_flush_denormal(True)
+    return tuning
+
+
+def print_table_head(*columns: str) -> None:
+    """A Markdown table's head; a column named with a trailing ':' is right-aligned (numbers)."""
+    names = [c.rstrip(":") for c in columns]
+    rules = ["---:" if c.endswith(":") else "---" for c in columns]
+    print("| " + " | ".join(names) + " |")
+    print("|" + "|".join(rules) + "|", flush=True)
+
+
 def best_seconds(fn: Callable[[], object], repeat: int = 3, warmup: int = 1) -> float:
     for _ in range(warmup):
         fn()

@@ -273,9 +273,10 @@ class ClassifierModule(L.LightningModule):
 def make_optimizer(groups: list[dict[str, Any]], o: OptimConfig) -> torch.optim.Optimizer:
     """The configured optimizer over `groups`, with PyTorch's fused kernels where every
     parameter allows them: one pass over each tensor per step instead of one per operation.
-    On 2 AMD EPYC vCPUs a ResNet-18 SGD step took 10 ms fused against 52 ms for the default
-    per-tensor loop, VGG16's 28 against 179 ms (RESULTS.md, "Fused optimizer steps"); the same
-    math, rounded in another order (within an ulp or so of the loop's weights)."""
+    On 2 AMD EPYC vCPUs a ResNet-18 SGD step took 10 ms fused against 30 ms for the default
+    per-tensor loop, VGG16's (64 px) 36 against 113 ms, AdamW 2.8-3.7x faster too
+    (benchmarks/bench_optimizer.py, RESULTS.md "Fused optimizer steps"); the same math, rounded
+    in another order at most (within 3e-8 of the loop's weights after three steps)."""
     extra = {"fused": True} if _fusable(groups) else {}
     if o.optimizer == "sgd":
         nesterov = o.nesterov and o.momentum > 0
