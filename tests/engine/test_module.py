@@ -40,3 +40,13 @@ def test_the_optimizer_is_fused_on_a_cpu_and_steps_like_the_per_tensor_loop(name
         torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
     moved = [k for k, v in model.state_dict().items() if not torch.equal(v, initial[k])]
     assert len(moved) > 10  # the steps did train
+
+
+def test_under_a_grad_scaler_the_optimizer_is_the_per_tensor_loop():
+    # fp16 mixed precision: Lightning unscales before the hooks and clipping only for
+    # optimizers that do not unscale inside their (fused) step
+    model = create_model("smallcnn", num_classes=4)
+    o = OptimConfig()
+    opt = make_optimizer(param_groups(model, o), o, grad_scaler=True)
+    assert not any(g["fused"] for g in opt.param_groups)
+    assert not getattr(opt, "_step_supports_amp_scaling", False)
