@@ -62,8 +62,9 @@ def make_plan(cfg: C.Config, run_dir: Path, *, resume_from: Path | None = None) 
     check_logger(cfg)
     inputs = plan_inputs(cfg, info)
     device = plan_device(cfg)
-    notes = [*C.lint(cfg), *device.notes, *plan_memory_format(cfg, info, device.accelerator)]
-    return RunPlan(cfg, Path(run_dir), info, inputs, device, resume_from, notes, list(cfg.notes))
+    notes = [*C.lint(cfg), *device.notes]
+    recipe = [*cfg.notes, *plan_memory_format(cfg, info, device.accelerator)]
+    return RunPlan(cfg, Path(run_dir), info, inputs, device, resume_from, notes, recipe)
 
 
 def make_user_plan(cfg: C.Config, run_dir: Path, preprocess: PreprocessSpec) -> RunPlan:
@@ -88,7 +89,8 @@ def plan_memory_format(cfg: C.Config, info: ModelInfo, accelerator: str) -> list
         return []
     cfg.model.channels_last = False
     return [
-        f"memory format: NCHW ({info.family} trains faster so on a CPU; --channels-last overrides)"
+        f"memory format: NCHW ({info.family} trains faster so on a CPU: benchmarks/RESULTS.md, "
+        f"'Memory format per model'); --channels-last overrides"
     ]
 
 
