@@ -50,14 +50,3 @@ def test_under_a_grad_scaler_the_optimizer_is_the_per_tensor_loop():
     opt = make_optimizer(param_groups(model, o), o, grad_scaler=True)
     assert not any(g["fused"] for g in opt.param_groups)
     assert not getattr(opt, "_step_supports_amp_scaling", False)
-
-
-def test_cpu_batches_are_not_walked_and_other_devices_still_get_theirs():
-    from cnnlab.engine.module import ClassifierModule
-
-    model = create_model("smallcnn", num_classes=4)
-    module = ClassifierModule(model, OptimConfig(), epochs=1, steps_per_epoch=1, seed=0)
-    batch = (torch.zeros(2, 1, 28, 28), torch.tensor([0, 1]), torch.tensor([5, 6]))
-    assert module.transfer_batch_to_device(batch, torch.device("cpu"), 0) is batch
-    moved = module.transfer_batch_to_device(batch, torch.device("meta"), 0)
-    assert [t.device.type for t in moved] == ["meta"] * 3

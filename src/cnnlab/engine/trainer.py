@@ -48,6 +48,16 @@ class BundleDataModule(L.LightningDataModule):
         super().__init__()
         self.bundle, self.cfg = bundle, cfg
 
+    def transfer_batch_to_device(
+        self, batch: Any, device: torch.device, dataloader_idx: int
+    ) -> Any:
+        # a DataLoader's batch is already on the CPU: skip Lightning's walk over its tensors
+        # (0.2-0.3 ms per step on 2 AMD EPYC vCPUs, 0.5% of a smallcnn step). Here, not in the
+        # LightningModule, where Lightning warns on every fit that two hooks could transfer.
+        if device.type == "cpu":
+            return batch
+        return super().transfer_batch_to_device(batch, device, dataloader_idx)
+
     def _loader(self, dataset, sampler, shuffle_workers: bool = False) -> DataLoader:
         d = self.cfg.data
         return DataLoader(
