@@ -165,36 +165,9 @@ def photo_bundle(cfg, augment: str, n_train: int | None = None, n_val: int | Non
 # plain PyTorch loops: what a reader would write by hand
 
 
-def plain_train(model, bundle, cfg, epochs: int, channels_last: bool) -> list[float]:
-    """Seconds per epoch (train + validation), same optimizer family and batch as the engine."""
-    torch.set_flush_denormal(True)  # as the engine's fit does (it turns it off on its way out)
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
-    model = model.to(memory_format=fmt)
-    transform = bundle.batch_transform or nn.Identity()
-    train = DataLoader(bundle.train, batch_size=cfg.data.batch_size, shuffle=True)
-    val = DataLoader(bundle.val, batch_size=cfg.data.batch_size)
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.SGD(params, lr=cfg.optim.lr, momentum=0.9, nesterov=True, weight_decay=5e-4)
-    times = []
-    for _ in range(epochs):
-        start = time.perf_counter()
-        model.train()
-        for x, y in train:
-            x = transform(x).contiguous(memory_format=fmt)
-            loss = F.cross_entropy(model(x), y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-        model.eval()
-        with torch.inference_mode():
-            for x, _y in val:
-                model(transform(x).contiguous(memory_format=fmt))
-        times.append(time.perf_counter() - start)
-    return times
-
-
 class PlainTwin:
-    """The plain loop, one step at a time, run by a callback inside the engine's own fit: before
+    """The plain loop a reader writes, one step at a time. Run by a callback inside the engine's
+    own fit (`twin_callback`), or on its own by `plain_train`. Inside the fit: before
     each engine step the twin takes one step of its own (its own model copy, optimizer, shuffled
     loader, memory format), and before the engine's validation it runs its own validation pass.
     Both loops then see the machine in the same state within milliseconds of each other, which
@@ -235,6 +208,19 @@ class PlainTwin:
             for x, _y in self.val:
                 self.model(self.transform(x).contiguous(memory_format=self.fmt))
         self.epoch_s[-1] += time.perf_counter() - start
+
+
+def plain_train(model, bundle, cfg, epochs: int, channels_last: bool) -> list[float]:
+    """Seconds per epoch (train + validation), same optimizer family and batch as the engine:
+    the twin's steps, run on their own."""
+    torch.set_flush_denormal(True)  # as the engine's fit does (it turns it off on its way out)
+    twin = PlainTwin(model, bundle, cfg, channels_last)
+    for _ in range(epochs):
+        twin.epoch_s.append(0.0)
+        for _ in range(len(twin.train)):
+            twin.step()
+        twin.validate()
+    return twin.epoch_s
 
 
 def twin_callback(twins: list[PlainTwin]):
