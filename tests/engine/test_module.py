@@ -1,4 +1,5 @@
-"""The LightningModule's optimizer: the configured one, with fused kernels where possible."""
+"""The LightningModule: the configured optimizer, with fused kernels where possible, and
+validation through the folded inference copy, refreshed with each epoch's weights."""
 
 from __future__ import annotations
 
@@ -8,9 +9,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from cnnlab.config import OptimConfig
-from cnnlab.engine.module import make_optimizer, param_groups
-from cnnlab.models import create_model
+from cnnlab.config import Config, OptimConfig
+from cnnlab.data.bundle import DataBundle
+from cnnlab.engine.module import ClassifierModule, make_optimizer, param_groups
+from cnnlab.engine.trainer import fit
+from cnnlab.models import create_model, fold
+from cnnlab.models.base import CnnClassifier
+from cnnlab.models.spec import PreprocessSpec
+from cnnlab.plan import make_plan
 
 
 @pytest.mark.parametrize("name", ["sgd", "adam", "adamw"])
@@ -50,3 +56,74 @@ def test_under_a_grad_scaler_the_optimizer_is_the_per_tensor_loop():
     opt = make_optimizer(param_groups(model, o), o, grad_scaler=True)
     assert not any(g["fused"] for g in opt.param_groups)
     assert not getattr(opt, "_step_supports_amp_scaling", False)
+
+
+class _Blobs(torch.utils.data.Dataset):
+    """Two classes of 12x12 images told apart by brightness."""
+
+    def __init__(self, n: int, seed: int) -> None:
+        g = torch.Generator().manual_seed(seed)
+        self.targets = [i % 2 for i in range(n)]
+        shift = torch.tensor(self.targets, dtype=torch.float32).view(-1, 1, 1, 1)
+        self.x = torch.randn(n, 1, 12, 12, generator=g) + shift
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, i: int):
+        return self.x[i], self.targets[i]
+
+
+def _val_loss(model, data, memory_format) -> float:
+    x, y = data.x.contiguous(memory_format=memory_format), torch.tensor(data.targets)
+    with torch.inference_mode():
+        return F.cross_entropy(model(x), y).item()
+
+
+def test_validation_runs_on_the_folded_copy_refreshed_with_each_epochs_weights(
+    tmp_path, monkeypatch
+):
+    built, refreshed = [], []
+    monkeypatch.setattr(
+        fold.LiveInferenceCopy, "refresh",
+        lambda self, f=fold.LiveInferenceCopy.refresh: (refreshed.append(1), f(self))[1],
+    )  # fmt: skip
+    build = fold.LiveInferenceCopy.build.__func__
+    monkeypatch.setattr(
+        fold.LiveInferenceCopy, "build",
+        classmethod(lambda cls, *a, **k: built.append(build(cls, *a, **k)) or built[-1]),
+    )  # fmt: skip
+    cfg = Config()
+    for key, value in {"train.epochs": 3, "data.batch_size": 16, "data.augment": "none"}.items():
+        cfg.set(key, value)
+    torch.manual_seed(0)
+    model = create_model("smallcnn", num_classes=2, in_chans=1, input_size=12)
+    spec = PreprocessSpec(input_size=(1, 12, 12), mean=(0.0,), std=(1.0,))
+    val = _Blobs(40, 1)  # 16 + 16 + 8: a short last batch too
+    bundle = DataBundle(["a", "b"], _Blobs(64, 0), val, None, spec, {}, {})
+    plan = make_plan(cfg, tmp_path)
+    result = fit(plan, bundle, model, export_best=lambda *a: None, log=lambda s: None)
+    assert len(built) == 1 and len(refreshed) == 2  # built at epoch 1, refreshed for 2 and 3
+    memory_format = (
+        torch.channels_last if plan.config.model.channels_last else torch.contiguous_format
+    )
+    model.eval()
+    fresh = fold.inference_copy(model, val.x[:1], memory_format=memory_format)
+    losses = [row["val_loss"] for row in result.history]
+    # the last epoch's loss is the trained model's, through a copy as fresh as a new one
+    assert losses[-1] == pytest.approx(_val_loss(fresh, val, memory_format), abs=1e-6)
+    assert losses[-1] == pytest.approx(_val_loss(model, val, memory_format), abs=1e-4)
+    assert abs(losses[0] - losses[-1]) > 1e-3  # a stale copy would have kept epoch 1's
+
+
+def test_a_model_without_batchnorm_validates_with_itself():
+    backbone = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten()
+    )
+    module = ClassifierModule(
+        CnnClassifier(backbone, 4, 2), OptimConfig(), epochs=1, steps_per_epoch=1, seed=0
+    )
+    module.eval()
+    # nothing to fold: a copy of every weight would buy the conv + ReLU fusion alone
+    assert module._validation_model((torch.randn(2, 1, 8, 8), torch.tensor([0, 1]))) is None
+    assert module._val_copy is False

@@ -9,7 +9,13 @@ import torch
 from torch import nn
 
 from cnnlab.models import create_model, get_model_info, list_models
-from cnnlab.models.fold import FoldError, find_conv_bn_pairs, fold_into, inference_copy
+from cnnlab.models.fold import (
+    FoldError,
+    LiveInferenceCopy,
+    find_conv_bn_pairs,
+    fold_into,
+    inference_copy,
+)
 
 # the smallest model of each family that has BatchNorm (alexnet and plain VGG have none)
 ONE_PER_FAMILY = {
@@ -144,3 +150,37 @@ def test_shared_modules_are_not_folded():
     conv, bn = nn.Conv2d(3, 3, 1), nn.BatchNorm2d(3)
     twice = nn.Sequential(conv, bn, conv, bn).eval()
     assert find_conv_bn_pairs(twice, torch.randn(1, 3, 4, 4)) == []
+
+
+@pytest.mark.parametrize("family", ["smallcnn", "resnet", "efficientnet"])
+def test_a_refreshed_live_copy_is_a_fresh_copy_of_the_trained_model(family):
+    name, chans, size = ONE_PER_FAMILY[family]
+    size = min(size, 64)
+    torch.manual_seed(0)
+    model = create_model(name, num_classes=3, in_chans=chans, input_size=size)
+    model.to(memory_format=torch.channels_last)
+    x = torch.randn(4, chans, size, size).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        _randomise_statistics(model.backbone, torch.randn(8, chans, size, size))
+    model.eval()
+    live = LiveInferenceCopy.build(model, x[:1], memory_format=torch.channels_last)
+    with torch.inference_mode():
+        stale = live.module(x)
+    # a training step and new BatchNorm statistics: every folded and carried number changes
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)
+    model.train()
+    model(x).logsumexp(1).mean().backward()
+    opt.step()
+    with torch.no_grad():
+        model(x + 1.0)
+    model.eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    live.refresh()
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())  # untouched
+    fresh = inference_copy(model, x[:1], memory_format=torch.channels_last)
+    with torch.inference_mode():
+        got, want, unfolded = live.module(x), fresh(x), model(x)
+    assert torch.equal(got, want)
+    assert (got - stale).abs().max() > 1e-2  # the refresh did change the copy
+    torch.testing.assert_close(got, unfolded, rtol=0, atol=1e-4 * max(1.0, unfolded.abs().max()))
+    assert len(live.folds) > 0 and not any(p.requires_grad for p in live.module.parameters())

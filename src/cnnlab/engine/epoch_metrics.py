@@ -27,8 +27,9 @@ class EpochMean(torchmetrics.Metric):
         self.add_state("count", torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
 
     def update(self, total: torch.Tensor, count: int) -> None:
-        self.total += total
-        self.count += count
+        # in place: `+=` would also re-register each state through Module.__setattr__
+        self.total.add_(total)
+        self.count.add_(count)
 
     def compute(self) -> torch.Tensor:
         return (self.total / self.count).float()
