@@ -18,6 +18,8 @@ the measure that this machine's drift cannot bias. GFLOP/s are counted with Flop
 Workloads (train: epochs of train + validation, as `fit` runs them; the engine's whole `fit`
 call also includes its Trainer set-up and checkpoint writes, reported separately):
   smallcnn       Fashion-MNIST 28 px, batch 128, 2 epochs of 2,560 train + 640 val images
+  lightning-floor  smallcnn's training steps in a bare LightningModule (no cnnlab code) vs
+                 the same plain twin: what Lightning's loop costs by itself
   resnet18/50    64 px synthetic images (random, in memory), batch 32/16
   vgg16          64 px synthetic, batch 8
   lite0-frozen   EfficientNet-Lite0 224 px, ImageNet weights, frozen backbone, no augmentation:
@@ -341,6 +343,77 @@ def train_workload(name, cfg, bundle, make_model, repeat: int, flops_train, flop
     ]  # fmt: skip
 
 
+def bare_lightning_fit(cfg, bundle, model, twin: PlainTwin) -> list[float]:
+    """Seconds per epoch of Lightning's own loop with nothing of cnnlab's in it: a
+    LightningModule that only runs the twin's step (forward, cross-entropy, the same SGD),
+    Lightning's defaults without checkpoints, logging, progress bar or validation, and `twin`
+    stepping before each of its steps (taken out of the clock, as for the engine)."""
+    import lightning as L
+
+    fmt = twin.fmt
+    transform = twin.transform
+    epoch_s: list[float] = []
+
+    class Bare(L.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model.to(memory_format=fmt)
+
+        def training_step(self, batch, batch_idx):
+            x, y = batch
+            return F.cross_entropy(self.model(transform(x).contiguous(memory_format=fmt)), y)
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(
+                self.parameters(), lr=cfg.optim.lr, momentum=0.9, nesterov=True, weight_decay=5e-4
+            )
+
+        def train_dataloader(self):
+            return DataLoader(bundle.train, batch_size=cfg.data.batch_size, shuffle=True)
+
+    class Clock(L.Callback):
+        def on_train_epoch_start(self, trainer, pl_module) -> None:
+            self.start = time.perf_counter()
+
+        def on_train_epoch_end(self, trainer, pl_module) -> None:
+            epoch_s.append(time.perf_counter() - self.start - twin.epoch_s[-1])
+
+    trainer = L.Trainer(
+        max_epochs=cfg.train.epochs, accelerator="cpu", devices=1, logger=False,
+        enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False,
+        num_sanity_val_steps=0, limit_val_batches=0, callbacks=[twin_callback([twin]), Clock()],
+    )  # fmt: skip
+    torch.set_flush_denormal(True)
+    trainer.fit(Bare())
+    return epoch_s
+
+
+def run_lightning_floor(repeat: int, epochs: int) -> list[Row]:
+    """smallcnn's steps in a bare LightningModule against the same plain twin: what Lightning's
+    loop costs by itself, the floor under cnnlab's engine (which is built on it)."""
+    from cnnlab.engine.flops import train_flops_per_image
+    from cnnlab.models import create_model
+
+    cfg = _config("smallcnn", 128, epochs=epochs)
+    bundle = fashion_bundle(2560, 640)
+    torch.manual_seed(0)
+    initial = create_model("smallcnn", num_classes=10, in_chans=1, input_size=28)
+    bare, plain = [], []
+    for _ in range(repeat):
+        twin = PlainTwin(copy.deepcopy(initial), bundle, cfg, channels_last=True)
+        times = bare_lightning_fit(cfg, bundle, copy.deepcopy(initial), twin)
+        bare += times[1:] or times
+        plain += twin.epoch_s[1:] or twin.epoch_s
+    n = len(bundle.train)
+    flops = train_flops_per_image(initial, (1, 28, 28)) * n
+    med = statistics.median
+    return [
+        Row(f"smallcnn: bare Lightning loop, step-interleaved, median of {len(bare)}", med(bare),
+            med(plain), n, flops, "a LightningModule with no cnnlab code (training steps only) "
+            "vs the plain channels_last twin: the floor of Lightning's own loop"),
+    ]  # fmt: skip
+
+
 def run_train(name: str, repeat: int, epochs: int) -> list[Row]:
     from cnnlab.engine.flops import forward_flops_per_image, train_flops_per_image
     from cnnlab.models import create_model
@@ -514,6 +587,7 @@ WORKLOADS: dict[str, Callable[[int, int], list[Row]]] = {
     "resnet18": lambda r, e: run_train("resnet18", r, e),
     "resnet50": lambda r, e: run_train("resnet50", r, e),
     "vgg16": lambda r, e: run_train("vgg16", r, e),
+    "lightning-floor": run_lightning_floor,
     "lite0-frozen": lambda r, e: run_lite0_frozen(r),
     "lite0-finetune": run_lite0_finetune,
     "lite0-eval": lambda r, e: run_lite0_eval(r),

@@ -38,7 +38,7 @@ def _ms(fn, *args) -> float:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--rounds", type=int, default=7)
+    p.add_argument("--rounds", type=int, default=15)
     args = p.parse_args()
     from cnnlab.models import create_model
     from cnnlab.models.fold import LiveInferenceCopy

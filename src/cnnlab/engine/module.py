@@ -222,10 +222,10 @@ class ClassifierModule(L.LightningModule):
     def _validation_model(self, batch: tuple) -> nn.Module | None:
         """On a CPU, validation runs through an inference copy of the model with BatchNorm
         folded into the convolutions and each conv + activation fused (models/fold.py), as
-        `cnnlab evaluate` does: smallcnn's eval forward took 0.48x the time of the model's
-        own (batch 128, 2 AMD EPYC vCPUs; benchmarks/RESULTS.md, "Validation through the
-        inference copy"). Built once at the first validation and refreshed in place before
-        each later one (`on_validation_epoch_start`). Not where nothing folds (VGG, AlexNet:
+        `cnnlab evaluate` does. Time per batch against the model's own eval forward, 2 AMD
+        EPYC vCPUs (benchmarks/bench_validation.py): EfficientNet-Lite0 0.74, MobileNetV3
+        0.77, smallcnn 0.86, ResNet-50 0.91. Built once at the first validation and refreshed
+        in place before each later one (`on_validation_epoch_start`). Not where nothing folds (VGG, AlexNet:
         a copy of all weights for the fusion alone), nor for cached features (the head alone
         runs) or off a CPU. None: the live model validates."""
         if self._val_copy is None:
