@@ -24,6 +24,7 @@ BENCHES = {
     "engine": ["bench_engine.py"],  # the engine vs a plain loop, every workload (~10 min)
     "memory_format": ["bench_memory_format.py", "--verbose-conv"],  # NCHW vs NHWC steps (~8 min)
     "optimizer": ["bench_optimizer.py"],  # per-tensor loop vs foreach vs fused steps (~1 min)
+    "validation": ["bench_validation.py"],  # eval forward vs the refreshed inference copy (~1 min)
     "fused_conv": ["bench_fused_conv.py"],  # inference copies with and without fusion (~2 min)
     "cached_epochs": ["bench_cached_epochs.py"],  # frozen epochs 2+ without decoding (~2 min)
     "threads": ["bench_threads.py"],  # two runs sharing the CPUs, pinned or not (~3 min)
