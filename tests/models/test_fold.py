@@ -184,3 +184,17 @@ def test_a_refreshed_live_copy_is_a_fresh_copy_of_the_trained_model(family):
     assert (got - stale).abs().max() > 1e-2  # the refresh did change the copy
     torch.testing.assert_close(got, unfolded, rtol=0, atol=1e-4 * max(1.0, unfolded.abs().max()))
     assert len(live.folds) > 0 and not any(p.requires_grad for p in live.module.parameters())
+
+
+def test_a_live_copy_built_in_inference_mode_refreshes_outside_it():
+    # the engine builds it inside Lightning's validation (inference mode): inference tensors
+    torch.manual_seed(0)
+    model = create_model("smallcnn", num_classes=3, in_chans=1, input_size=12).eval()
+    x = torch.randn(2, 1, 12, 12)
+    with torch.inference_mode():
+        live = LiveInferenceCopy.build(model, x[:1], memory_format=torch.contiguous_format)
+    with torch.no_grad():
+        model.head[-1].weight.add_(1.0)
+    live.refresh()
+    with torch.inference_mode():
+        torch.testing.assert_close(live.module(x), model(x), rtol=0, atol=1e-5)

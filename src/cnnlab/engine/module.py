@@ -225,9 +225,9 @@ class ClassifierModule(L.LightningModule):
         `cnnlab evaluate` does. Time per batch against the model's own eval forward, 2 AMD
         EPYC vCPUs (benchmarks/bench_validation.py): EfficientNet-Lite0 0.74, MobileNetV3
         0.77, smallcnn 0.86, ResNet-50 0.91. Built once at the first validation and refreshed
-        in place before each later one (`on_validation_epoch_start`). Not where nothing folds (VGG, AlexNet:
-        a copy of all weights for the fusion alone), nor for cached features (the head alone
-        runs) or off a CPU. None: the live model validates."""
+        in place before each later one (`on_validation_epoch_start`). Not where nothing folds
+        (VGG, AlexNet: a copy of all weights for the fusion alone), nor for cached features
+        (the head alone runs) or off a CPU. None: the live model validates."""
         if self._val_copy is None:
             self._val_copy = self._build_validation_copy(batch)
         return self._val_copy.module if self._val_copy else None

@@ -287,7 +287,9 @@ class LiveInferenceCopy:
         """`inference_copy(model, example, memory_format=...)`, kept refreshable."""
         return cls(model, _build(model, example, memory_format=memory_format, rtol=1e-3, fuse=True))
 
-    @torch.no_grad()
+    # a copy built inside inference mode (the engine's first validation) holds inference
+    # tensors, which only take in-place writes inside it; ordinary tensors take them there too
+    @torch.inference_mode()
     def refresh(self) -> None:
         tensors = dict(self.source.named_parameters())
         tensors.update(self.source.named_buffers())
