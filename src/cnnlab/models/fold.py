@@ -199,64 +199,51 @@ def _build(
     rtol: float,
     fuse: bool,
 ) -> _Built:
+    from cnnlab.models.fuse import fuse_conv_activations_
+
     # built and checked in the weights' own precision even when called under autocast (a
     # bf16-mixed run's feature pass): bf16 rounding would otherwise fail the check
     with torch.autocast(example.device.type, enabled=False):
-        return _inference_copy(model, example, memory_format=memory_format, rtol=rtol, fuse=fuse)
+        fast = copy.deepcopy(model).eval().to(memory_format=memory_format)
+        for p in fast.parameters():
+            p.requires_grad_(False)
+        # the copy's tensors by their names in `model` (a deep copy's names are the original's);
+        # held until the copy is finished, so no tensor dropped by folding can lend its id to a
+        # new one
+        before = [*fast.named_parameters(), *fast.named_buffers()]
+        example = example.contiguous(memory_format=memory_format)
+        # the probe that finds the conv + BatchNorm pairs also gives the outputs to check against
+        found, expected = probe_followers(fast, example, _foldable_norm)
+        pairs = [FoldPair(conv, norm) for conv, norm in found]
+        folds = [(fast.get_submodule(pair.conv), pair) for pair in pairs]
+        fold_pairs_(fast, pairs)
+        fused = fuse and fuse_conv_activations_(fast, example) > 0
+        try:
+            with torch.inference_mode():
+                got = fast(example)
+        except RuntimeError:
+            if not fused:
+                raise
+            return _build(model, example, memory_format=memory_format, rtol=rtol, fuse=False)
+        err = (got - expected).abs().max().item()
+        bound = rtol * max(1.0, expected.abs().max().item())
+        if not err <= bound:
+            if fused:  # never a wrong copy: folded only, slower, and said (a bug to report)
+                import warnings
 
-
-def _inference_copy(
-    model: nn.Module,
-    example: torch.Tensor,
-    *,
-    memory_format: torch.memory_format,
-    rtol: float,
-    fuse: bool,
-) -> _Built:
-    from cnnlab.models.fuse import fuse_conv_activations_
-
-    fast = copy.deepcopy(model).eval().to(memory_format=memory_format)
-    for p in fast.parameters():
-        p.requires_grad_(False)
-    # the copy's tensors by their names in `model` (a deep copy's names are the original's);
-    # held until the copy is finished, so no tensor dropped by folding can lend its id to a
-    # new one
-    before = [*fast.named_parameters(), *fast.named_buffers()]
-    example = example.contiguous(memory_format=memory_format)
-    # the probe that finds the conv + BatchNorm pairs also gives the outputs to check against
-    found, expected = probe_followers(fast, example, _foldable_norm)
-    pairs = [FoldPair(conv, norm) for conv, norm in found]
-    folds = [(fast.get_submodule(pair.conv), pair) for pair in pairs]
-    fold_pairs_(fast, pairs)
-    fused = fuse and fuse_conv_activations_(fast, example) > 0
-    try:
-        with torch.inference_mode():
-            got = fast(example)
-    except RuntimeError:
-        if not fused:
-            raise
-        return _inference_copy(model, example, memory_format=memory_format, rtol=rtol, fuse=False)
-    err = (got - expected).abs().max().item()
-    bound = rtol * max(1.0, expected.abs().max().item())
-    if not err <= bound:
-        if fused:  # never a wrong copy: folded only, slower, and said (a bug to report)
-            import warnings
-
-            warnings.warn(
-                f"fusing convolutions with their activations changed {type(model).__name__}'s "
-                f"outputs by {err:.3g} (> {bound:.3g}); running it without fusion",
-                stacklevel=2,
+                warnings.warn(
+                    f"fusing convolutions with their activations changed {type(model).__name__}'s "
+                    f"outputs by {err:.3g} (> {bound:.3g}); running it without fusion",
+                    stacklevel=2,
+                )
+                return _build(model, example, memory_format=memory_format, rtol=rtol, fuse=False)
+            raise FoldError(
+                f"folding BatchNorm changed {type(model).__name__}'s outputs by {err:.3g} "
+                f"(> {bound:.3g}); use the model unfolded and report this"
             )
-            return _inference_copy(
-                model, example, memory_format=memory_format, rtol=rtol, fuse=False
-            )
-        raise FoldError(
-            f"folding BatchNorm changed {type(model).__name__}'s outputs by {err:.3g} "
-            f"(> {bound:.3g}); use the model unfolded and report this"
-        )
-    kept = {id(t) for t in (*fast.parameters(), *fast.buffers())}
-    carried = [(name, t) for name, t in before if id(t) in kept]
-    return _Built(fast, folds, carried)
+        kept = {id(t) for t in (*fast.parameters(), *fast.buffers())}
+        carried = [(name, t) for name, t in before if id(t) in kept]
+        return _Built(fast, folds, carried)
 
 
 class LiveInferenceCopy:
