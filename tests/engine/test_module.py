@@ -127,3 +127,13 @@ def test_a_model_without_batchnorm_validates_with_itself():
     # nothing to fold: a copy of every weight would buy the conv + ReLU fusion alone
     assert module._validation_model((torch.randn(2, 1, 8, 8), torch.tensor([0, 1]))) is None
     assert module._val_copy is False
+
+
+def test_a_diverged_model_validates_with_itself_and_says_nothing_of_folding(recwarn):
+    model = create_model("smallcnn", num_classes=2, in_chans=1, input_size=12)
+    with torch.no_grad():
+        model.backbone[0].weight.fill_(float("nan"))
+    module = ClassifierModule(model, OptimConfig(), epochs=1, steps_per_epoch=1, seed=0)
+    module.eval()
+    assert module._validation_model((torch.randn(2, 1, 12, 12), torch.tensor([0, 1]))) is None
+    assert module._val_copy is False and not recwarn.list

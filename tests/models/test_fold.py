@@ -12,6 +12,8 @@ from cnnlab.models import create_model, get_model_info, list_models
 from cnnlab.models.fold import (
     FoldError,
     LiveInferenceCopy,
+    NonFiniteOutputs,
+    fast_eval_copy,
     find_conv_bn_pairs,
     fold_into,
     inference_copy,
@@ -198,3 +200,17 @@ def test_a_live_copy_built_in_inference_mode_refreshes_outside_it():
     live.refresh()
     with torch.inference_mode():
         torch.testing.assert_close(live.module(x), model(x), rtol=0, atol=1e-5)
+
+
+def test_a_diverged_model_is_no_folding_bug(recwarn):
+    # NaN weights (a run at a far too high lr): no copy can be checked, and nothing to report
+    torch.manual_seed(0)
+    model = create_model("smallcnn", num_classes=3, in_chans=1, input_size=12).eval()
+    with torch.no_grad():
+        model.backbone[0].weight.fill_(float("nan"))
+    x = torch.randn(2, 1, 12, 12)
+    with pytest.raises(NonFiniteOutputs):
+        inference_copy(model, x[:1])
+    fast = fast_eval_copy(model, x[:1], memory_format=torch.contiguous_format)
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in fast.modules()) > 0  # unfolded
+    assert not recwarn.list

@@ -19,7 +19,7 @@ from cnnlab.engine.schedules import lr_factor
 from cnnlab.engine.seeding import seed_step
 from cnnlab.errors import DivergedError
 from cnnlab.models.base import CnnClassifier
-from cnnlab.models.fold import FoldError, LiveInferenceCopy
+from cnnlab.models.fold import FoldError, LiveInferenceCopy, NonFiniteOutputs
 
 # images per inference batch of the frozen backbone's one pass on a CPU (FeatureCache.fill;
 # on an accelerator the run's batch size, which is known to fit in its memory)
@@ -239,6 +239,8 @@ class ClassifierModule(L.LightningModule):
             return False
         try:
             live = LiveInferenceCopy.build(self.model, x[:1], memory_format=self._memory_format)
+        except NonFiniteOutputs:  # diverging: the live model, whose NaN loss stops the run
+            return False
         except FoldError as e:  # never a wrong validation: the live model, and said
             warnings.warn(f"{e}; validating with the unfolded model", stacklevel=2)
             return False

@@ -36,6 +36,11 @@ class FoldError(CnnlabError):
     """The folded network disagrees with the original: a bug to report, never a silent result."""
 
 
+class NonFiniteOutputs(CnnlabError):
+    """The model's own outputs on the example are NaN or infinite (diverged weights): no copy
+    can be checked against them. Not a bug of folding: callers use the model as it is."""
+
+
 @dataclass(frozen=True)
 class FoldPair:
     conv: str  # qualified module names
@@ -214,6 +219,8 @@ def _build(
         example = example.contiguous(memory_format=memory_format)
         # the probe that finds the conv + BatchNorm pairs also gives the outputs to check against
         found, expected = probe_followers(fast, example, _foldable_norm)
+        if not bool(torch.isfinite(expected).all()):
+            raise NonFiniteOutputs(f"{type(model).__name__}'s outputs are not finite")
         pairs = [FoldPair(conv, norm) for conv, norm in found]
         folds = [(fast.get_submodule(pair.conv), pair) for pair in pairs]
         fold_pairs_(fast, pairs)
@@ -294,14 +301,17 @@ def fast_eval_copy(
     model: nn.Module, example: torch.Tensor, *, memory_format: torch.memory_format
 ) -> nn.Module:
     """`inference_copy`, or, should folding ever fail its check, the unfolded eval copy (slower,
-    never wrong) with a warning."""
+    never wrong) with a warning; for a model whose outputs are not finite the unfolded copy
+    without one (NaN either way, and no bug to report)."""
     import warnings
 
     try:
         return inference_copy(model, example, memory_format=memory_format)
+    except NonFiniteOutputs:
+        pass
     except FoldError as e:
         warnings.warn(f"{e}; running unfolded", stacklevel=2)
-        fast = copy.deepcopy(model).eval().to(memory_format=memory_format)
-        for p in fast.parameters():
-            p.requires_grad_(False)
-        return fast
+    fast = copy.deepcopy(model).eval().to(memory_format=memory_format)
+    for p in fast.parameters():
+        p.requires_grad_(False)
+    return fast
