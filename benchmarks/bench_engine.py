@@ -182,10 +182,8 @@ class PlainTwin:
         self.transform = bundle.batch_transform or nn.Identity()
         self.train = DataLoader(bundle.train, batch_size=cfg.data.batch_size, shuffle=True)
         self.val = DataLoader(bundle.val, batch_size=cfg.data.batch_size)
-        params = [p for p in model.parameters() if p.requires_grad]
-        self.opt = torch.optim.SGD(
-            params, lr=cfg.optim.lr, momentum=0.9, nesterov=True, weight_decay=5e-4
-        )
+        self.lr = cfg.optim.lr
+        self.opt = self.optimizer([p for p in model.parameters() if p.requires_grad])
         self._batches = iter(())
         self.epoch_s: list[float] = []  # the twin's seconds within each engine epoch
 
@@ -197,11 +195,19 @@ class PlainTwin:
             self._batches = iter(self.train)
             x, y = next(self._batches)
         self.model.train()
-        loss = F.cross_entropy(self.model(self.transform(x).contiguous(memory_format=self.fmt)), y)
+        loss = self.loss(self.model, x, y)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
         self.epoch_s[-1] += time.perf_counter() - start
+
+    def optimizer(self, params) -> torch.optim.Optimizer:
+        """The plain loop's optimizer: SGD with Nesterov momentum, as a reader writes it."""
+        return torch.optim.SGD(params, lr=self.lr, momentum=0.9, nesterov=True, weight_decay=5e-4)
+
+    def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The plain loop's training loss of a batch (transformed, in the twin's format)."""
+        return F.cross_entropy(model(self.transform(x).contiguous(memory_format=self.fmt)), y)
 
     def validate(self) -> None:
         start = time.perf_counter()
@@ -350,23 +356,18 @@ def bare_lightning_fit(cfg, bundle, model, twin: PlainTwin) -> list[float]:
     stepping before each of its steps (taken out of the clock, as for the engine)."""
     import lightning as L
 
-    fmt = twin.fmt
-    transform = twin.transform
     epoch_s: list[float] = []
 
     class Bare(L.LightningModule):
         def __init__(self) -> None:
             super().__init__()
-            self.model = model.to(memory_format=fmt)
+            self.model = model.to(memory_format=twin.fmt)
 
         def training_step(self, batch, batch_idx):
-            x, y = batch
-            return F.cross_entropy(self.model(transform(x).contiguous(memory_format=fmt)), y)
+            return twin.loss(self.model, *batch)
 
         def configure_optimizers(self):
-            return torch.optim.SGD(
-                self.parameters(), lr=cfg.optim.lr, momentum=0.9, nesterov=True, weight_decay=5e-4
-            )
+            return twin.optimizer(self.parameters())
 
         def train_dataloader(self):
             return DataLoader(bundle.train, batch_size=cfg.data.batch_size, shuffle=True)

@@ -31,9 +31,9 @@ def inference_encoder(
     backbone: nn.Module, example: torch.Tensor, *, channels_last: bool
 ) -> Encoder:
     """The frozen backbone as a fast function of a batch: folded, eval, inference mode."""
-    from cnnlab.models.fold import fast_eval_copy
+    from cnnlab.models.fold import fast_eval_copy, memory_format
 
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    fmt = memory_format(channels_last)
     fast = fast_eval_copy(backbone, example, memory_format=fmt)
 
     def encode(x: torch.Tensor) -> torch.Tensor:

@@ -19,7 +19,7 @@ from cnnlab.engine.schedules import lr_factor
 from cnnlab.engine.seeding import seed_step
 from cnnlab.errors import DivergedError
 from cnnlab.models.base import CnnClassifier
-from cnnlab.models.fold import FoldError, LiveInferenceCopy, NonFiniteOutputs
+from cnnlab.models.fold import FoldError, LiveInferenceCopy, NonFiniteOutputs, memory_format
 
 # images per inference batch of the frozen backbone's one pass on a CPU (FeatureCache.fill;
 # on an accelerator the run's batch size, which is known to fit in its memory)
@@ -208,16 +208,12 @@ class ClassifierModule(L.LightningModule):
             logits, y = self._logits(batch, "val")
         else:
             x, y = batch[0], batch[1]
-            logits = fast(x.contiguous(memory_format=self._memory_format))
+            logits = fast(x.contiguous(memory_format=memory_format(self.channels_last)))
         # plain cross-entropy, as `cnnlab evaluate` reports it: label smoothing and class
         # weights shape the training objective, not the measure of the model
         self.val_loss.update(F.cross_entropy(logits, y) * len(y), len(y))
         self.val_acc.update(correct(logits, y), len(y))
         self._pred_hist += torch.bincount(logits.argmax(1).cpu(), minlength=len(self._pred_hist))
-
-    @property
-    def _memory_format(self) -> torch.memory_format:
-        return torch.channels_last if self.channels_last else torch.contiguous_format
 
     def _validation_model(self, batch: tuple) -> nn.Module | None:
         """On a CPU, validation runs through an inference copy of the model with BatchNorm
@@ -238,7 +234,8 @@ class ClassifierModule(L.LightningModule):
         if cached or self.device.type != "cpu" or not x.numel():
             return False
         try:
-            live = LiveInferenceCopy.build(self.model, x[:1], memory_format=self._memory_format)
+            fmt = memory_format(self.channels_last)
+            live = LiveInferenceCopy.build(self.model, x[:1], memory_format=fmt)
         except NonFiniteOutputs:  # diverging: the live model, whose NaN loss stops the run
             return False
         except FoldError as e:  # never a wrong validation: the live model, and said

@@ -23,9 +23,9 @@ def inference_model(
     model: nn.Module, example: torch.Tensor, *, channels_last: bool = True
 ) -> Callable[[torch.Tensor], torch.Tensor]:
     """A function batch -> logits computing what `model.eval()` computes, faster."""
-    from cnnlab.models.fold import fast_eval_copy
+    from cnnlab.models.fold import fast_eval_copy, memory_format
 
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    fmt = memory_format(channels_last)
     fast = fast_eval_copy(model, example[:1], memory_format=fmt)  # one image checks the copy
 
     def run(x: torch.Tensor) -> torch.Tensor:

@@ -31,6 +31,15 @@ from torch import nn
 
 from cnnlab.errors import CnnlabError
 
+# how far a copy's outputs may stray from the model's on the example, relative to their scale:
+# structural mistakes are of the order of the outputs, float rounding about 1e-5
+CHECK_RTOL = 1e-3
+
+
+def memory_format(channels_last: bool) -> torch.memory_format:
+    """The memory format a `channels_last` setting asks for (weights and inputs alike)."""
+    return torch.channels_last if channels_last else torch.contiguous_format
+
 
 class FoldError(CnnlabError):
     """The folded network disagrees with the original: a bug to report, never a silent result."""
@@ -119,8 +128,9 @@ def fold_values(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torc
     """The weight and bias of `conv` with eval-mode `bn` folded in (new tensors)."""
     dtype = conv.weight.dtype
     # the per-channel numbers in float64 (rounded once); the weights scaled in their own
-    # precision: within an ulp of a float64 product, in under a third of its time for ResNet-50
-    # (the validation copy refolds every epoch: LiveInferenceCopy.refresh)
+    # precision: within 1.2e-7 (relative) of a float64 product, and ResNet-50's 53 pairs fold
+    # 11x faster so (alternating rounds, 2 AMD EPYC vCPUs; benchmarks/RESULTS.md), which the
+    # validation copy's refold every epoch (LiveInferenceCopy.refresh) pays
     scale = bn.weight.double() if bn.affine else torch.ones_like(bn.running_var, dtype=torch.double)
     scale = scale / torch.sqrt(bn.running_var.double() + bn.eps)
     shift = bn.bias.double() if bn.affine else torch.zeros_like(scale)
@@ -170,7 +180,7 @@ def inference_copy(
     example: torch.Tensor,
     *,
     memory_format: torch.memory_format = torch.contiguous_format,
-    rtol: float = 1e-3,
+    rtol: float = CHECK_RTOL,
     fuse: bool = True,
 ) -> nn.Module:
     """A frozen eval-mode copy of `model` with BatchNorm folded, checked on `example`.
@@ -261,7 +271,8 @@ class LiveInferenceCopy:
 
     Validation during training runs through it (engine/module.py): a refresh costs a few
     percent of one validation batch for EfficientNet-Lite0 and MobileNetV3, where the copy's
-    batches take 0.74-0.77x the model's own eval forward (benchmarks/bench_validation.py).
+    batches take 0.74-0.77x the model's own eval forward (alternating rounds on 2 AMD EPYC
+    vCPUs, benchmarks/bench_validation.py).
 
         live = LiveInferenceCopy.build(model, x[:1], memory_format=torch.channels_last)
         live.refresh()  # after training steps
@@ -279,7 +290,9 @@ class LiveInferenceCopy:
         cls, model: nn.Module, example: torch.Tensor, *, memory_format: torch.memory_format
     ) -> LiveInferenceCopy:
         """`inference_copy(model, example, memory_format=...)`, kept refreshable."""
-        return cls(model, _build(model, example, memory_format=memory_format, rtol=1e-3, fuse=True))
+        return cls(
+            model, _build(model, example, memory_format=memory_format, rtol=CHECK_RTOL, fuse=True)
+        )
 
     # a copy built inside inference mode (the engine's first validation) holds inference
     # tensors, which only take in-place writes inside it; ordinary tensors take them there too
