@@ -25,8 +25,8 @@ def seed_step(seed: int, step: int, rank: int = 0, device: torch.device | None =
     Not `torch.manual_seed`: besides the CPU generator it seeds every accelerator backend, and
     on a machine where CUDA is not initialised each of those calls is queued with a
     `traceback.format_stack()`: 2.5 ms of a 28 ms smallcnn_dw step on a 2-vCPU AMD EPYC (cProfile
-    over `fit`; RESULTS.md, "The engine vs a plain PyTorch loop, today"). The CPU generator gets the same seed as before,
-    so runs are bitwise what they were."""
+    over `fit`; RESULTS.md, "The engine vs a plain PyTorch loop, first whole-suite table").
+    The CPU generator gets the same seed as before, so runs are bitwise what they were."""
     s = derive_seed(seed, step, rank, 0xD50)
     seed_generators(s, device)
     random.seed(s)
