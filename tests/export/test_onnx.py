@@ -111,6 +111,49 @@ def test_a_graph_ort_refuses_is_exported_unoptimised(model, tmp_path, monkeypatc
     info = to_onnx(model, torch.zeros(2, 1, 28, 28), tmp_path / "m.onnx", metadata=PROPS)
     assert info.exporter == "dynamo" and len(seen) == 2
     assert "refused the exporter's optimised graph (Node input 'pad_4'" in info.notes[0]
+    # the graph written is torch's own unoptimised export, and nothing else is left beside it
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]
+    assert op_types(tmp_path / "m.onnx") == op_types(torch_export(model, tmp_path, False))
     x = torch.randn(3, 1, 28, 28)
     with torch.inference_mode():
         np.testing.assert_allclose(run(tmp_path / "m.onnx", x), model(x).numpy(), atol=1e-5)
+
+
+def op_types(path) -> list[str]:
+    return [n.op_type for n in onnx.load(str(path)).graph.node]
+
+
+def torch_export(model: torch.nn.Module, folder, optimize: bool):
+    """The model exported by torch.onnx.export alone, as `optimize` says (dynamic batch)."""
+    from torch.export import Dim
+
+    path = folder / "torch.onnx"
+    with torch.no_grad():
+        torch.onnx.export(model, (torch.zeros(2, 1, 28, 28),), str(path), dynamo=True,
+                          optimize=optimize, input_names=["image"], output_names=["logits"],
+                          dynamic_shapes=({0: Dim("batch", min=1)},))  # fmt: skip
+    return path
+
+
+def test_the_graph_written_is_the_exporters_optimised_one(model, tmp_path) -> None:
+    # exported once, optimised after: the same operators as torch's export(optimize=True),
+    # more than unoptimised, and the unoptimised spare is not left beside the file
+    to_onnx(model, torch.zeros(2, 1, 28, 28), tmp_path / "m.onnx", metadata=PROPS)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]
+    written = op_types(tmp_path / "m.onnx")
+    assert written == op_types(torch_export(model, tmp_path, True))
+    assert len(written) < len(op_types(torch_export(model, tmp_path, False)))
+
+
+def test_in_place_modules_export_out_of_place_and_are_restored(model, tmp_path) -> None:
+    inplace = [m for m in model.modules() if getattr(m, "inplace", None) is True]
+    kept = [m for m in model.modules() if getattr(m, "inplace", None) is False]
+    assert len(inplace) == 5 and kept  # smallcnn's five ReLUs in place, its Dropout not
+    with onnx_export.out_of_place(model):
+        assert not any(m.inplace for m in inplace + kept)
+    assert all(m.inplace for m in inplace) and not any(m.inplace for m in kept)
+    with pytest.raises(RuntimeError, match="boom"), onnx_export.out_of_place(model):
+        raise RuntimeError("boom")
+    assert all(m.inplace for m in inplace)
+    to_onnx(model, torch.zeros(2, 1, 28, 28), tmp_path / "m.onnx", metadata=PROPS)
+    assert all(m.inplace for m in inplace) and not any(m.inplace for m in kept)

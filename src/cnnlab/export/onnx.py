@@ -14,7 +14,8 @@ The trace batch must be at least 2 for a dynamic batch: torch.export specialises
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,30 +80,49 @@ def _dynamo_export(
     from torch.export import Dim
 
     shapes = ({0: Dim("batch", min=1)},) if dynamic else None
-    refusals: list[str] = []
-    for optimize in (True, False):
-        with torch.no_grad():
-            program = torch.onnx.export(
-                model, (sample,), dynamo=True, opset_version=opset, input_names=[INPUT],
-                output_names=[OUTPUT], dynamic_shapes=shapes, verbose=False, optimize=optimize,
-            )  # fmt: skip
-        # One self-contained file: every registered model is far below protobuf's 2 GB limit.
-        program.save(path, external_data=False)
-        refused = ort_refuses(path)
-        if refused is None:
-            break
-        refusals.append(refused)
-    else:
-        raise ExportError(f"ONNX Runtime cannot load the exported graph ({refused}); export "
-                          f"with --format torchscript")  # fmt: skip
-    if optimize:
+    with torch.no_grad(), out_of_place(model):
+        program = torch.onnx.export(
+            model, (sample,), dynamo=True, opset_version=opset, input_names=[INPUT],
+            output_names=[OUTPUT], dynamic_shapes=shapes, verbose=False, optimize=False,
+        )  # fmt: skip
+    # Exported once: the unoptimised graph is kept (a clone sharing the weights) for when ONNX
+    # Runtime refuses the optimised one, instead of exporting again (which doubled the time).
+    unoptimised = program.model.clone()
+    program.optimize()  # what export(optimize=True) runs, here after the renaming
+    # One self-contained file: every registered model is far below protobuf's 2 GB limit.
+    program.save(path, external_data=False)
+    refused = ort_refuses(path)
+    if refused is None:
         return ()
     # Seen with EfficientNet-Lite (TF-SAME padding, torch 2.14, onnxscript 0.7, onnxruntime
     # 1.32): the optimised graph loads in onnx but ONNX Runtime's own graph rewriting then
     # refuses it ("Node input 'pad_4' is not a graph input"); the unoptimised graph loads, and
     # ONNX Runtime applies its optimisations to it when it loads the file.
-    return (f"ONNX Runtime refused the exporter's optimised graph ({refusals[0]}); wrote the "
+    program.model = unoptimised
+    program.save(path, external_data=False)
+    still = ort_refuses(path)
+    if still is not None:
+        raise ExportError(f"ONNX Runtime cannot load the exported graph ({still}); export "
+                          f"with --format torchscript")  # fmt: skip
+    return (f"ONNX Runtime refused the exporter's optimised graph ({refused}); wrote the "
             f"unoptimised graph, which it optimises itself when loading",)  # fmt: skip
+
+
+@contextmanager
+def out_of_place(model: torch.nn.Module) -> Iterator[None]:
+    """Modules built with `inplace=True` (ReLU, ReLU6, Hardswish, timm's activations) compute
+    out of place while the block runs, and in place again after it. torch.export rewrites
+    every in-place call into a functional one with a decomposition of its own, which made the
+    dynamo export of EfficientNet-Lite0 1.6-1.9x slower (benchmarks/RESULTS.md); the values
+    and the exported graph's nodes are the same either way."""
+    flipped = [m for m in model.modules() if getattr(m, "inplace", None) is True]
+    for m in flipped:
+        m.inplace = False
+    try:
+        yield
+    finally:
+        for m in flipped:
+            m.inplace = True
 
 
 def ort_refuses(path: Path) -> str | None:
