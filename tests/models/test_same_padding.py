@@ -68,3 +68,17 @@ def test_lite0_uses_it_and_matches_timms_padding_end_to_end():
         x = torch.randn(2, 3, size, size)
         with torch.inference_mode():
             torch.testing.assert_close(model(x), reference(x), rtol=0, atol=1e-4)
+
+
+def test_an_export_pads_the_input_and_computes_the_same():
+    # torch.export (what the ONNX export traces) sees the input padded, not the weight: ONNX's
+    # Conv then takes the lopsided padding itself; outputs equal the eager shifted kernel's
+    torch.manual_seed(0)
+    conv = TfSameConv2d(8, 8, 3, stride=2, groups=8, bias=True).eval()
+    x = torch.randn(2, 8, 16, 16)
+    program = torch.export.export(conv, (x,))
+    pads = [n for n in program.graph.nodes if n.target == torch.ops.aten.pad.default]
+    assert len(pads) == 1 and pads[0].args[0].name == "x"  # the input, not the weight
+    assert list(pads[0].args[1]) == [0, 1, 0, 1]  # TF's (before, after) = (0, 1) on each axis
+    with torch.inference_mode():
+        torch.testing.assert_close(program.module()(x), conv(x), rtol=0, atol=1e-5)

@@ -18,6 +18,12 @@ conv, which is memory-bound: on 2 AMD EPYC vCPUs Lite0's four stride-2 depthwise
 The padding is computed from the input's size on each call (a few integer operations), so any
 input size stays exact; the weight keeps its shape and name, so checkpoints are unchanged, and
 gradients flow only to the real taps (the zero row is a `F.pad` of the weight).
+
+While torch.export traces the model (the ONNX export), the input is padded instead: ONNX's Conv
+takes lopsided padding itself, so the exporter's optimiser folds the pad into the convolution,
+where the padded weight left a graph that ONNX Runtime refused (the optimiser's folded weight,
+"pad_4", was missing from the graph) and an unoptimised graph that ran Lite0 3.3x slower in
+ONNX Runtime (benchmarks/RESULTS.md, "Export time").
 """
 
 from __future__ import annotations
@@ -50,8 +56,9 @@ class TfSameConv2d(nn.Conv2d):
         depthwise = self.groups == self.in_channels and self.groups > 1
         if bh == ah and bw == aw:  # symmetric: PyTorch's own padding, no copy
             return x, self.weight, (ah, aw)
-        if depthwise and dh == dw == 1:
-            # one leading zero row/column where the padding is lopsided (after = before + 1)
+        if depthwise and dh == dw == 1 and not torch.compiler.is_exporting():
+            # one leading zero row/column where the padding is lopsided (after = before + 1);
+            # not in an export, whose Conv pads lopsided by itself (module docstring)
             return x, F.pad(self.weight, (aw - bw, 0, ah - bh, 0)), (ah, aw)
         return F.pad(x, (bw, aw, bh, ah)), self.weight, (0, 0)
 
