@@ -10,19 +10,23 @@ parity  trains one short run per registered family (4 epochs from scratch on ant
         |Δlogit| and top-1 agreement between ONNX Runtime and PyTorch on 64 validation images.
 speed   smallcnn (1x28x28, 10 classes), ResNet50 and EfficientNet-Lite0 (3x224x224, 1000
         classes) exported with `to_onnx`, then timed side by side in one process at batch 1 and
-        32: PyTorch eager (float32, inference_mode, channels_last as cnnlab evaluates) and ONNX
-        Runtime (CPUExecutionProvider), both with --threads intra-op threads, interleaved
-        (model, batch, runtime) in each of --repeat rounds; the table gives medians.
+        32: PyTorch eager (float32, inference_mode, channels_last), the inference copy that
+        `cnnlab evaluate` and `predict` run (BatchNorm folded, convolution + activation fused,
+        channels_last: `models.fold.fast_eval_copy`) and ONNX Runtime (CPUExecutionProvider),
+        all with --threads intra-op threads, interleaved (model, batch, runtime) in each of
+        --repeat rounds; the table gives medians.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import platform
 import statistics
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -99,6 +103,7 @@ def speed(args: argparse.Namespace) -> None:
 
     from cnnlab.export.onnx import to_onnx
     from cnnlab.models import create_model
+    from cnnlab.models.fold import fast_eval_copy
 
     torch.set_num_threads(args.threads)
     models = {
@@ -106,7 +111,9 @@ def speed(args: argparse.Namespace) -> None:
         "resnet50": create_model("resnet50", num_classes=1000, in_chans=3, input_size=224),
         "efficientnet_lite0": create_model("efficientnet_lite0", pretrained=True),
     }
-    sessions, nets = {}, {}
+    runtimes = ("torch", "copy", "ort")
+    run: dict[tuple[str, str], Callable[[np.ndarray, int], float]] = {}
+    shapes: dict[str, tuple[int, int]] = {}
     options = ort.SessionOptions()
     options.intra_op_num_threads, options.inter_op_num_threads = args.threads, 1
     with tempfile.TemporaryDirectory() as tmp:
@@ -115,30 +122,35 @@ def speed(args: argparse.Namespace) -> None:
             c, s = (1, 28) if name == "smallcnn" else (3, 224)
             path = Path(tmp) / f"{name}.onnx"
             to_onnx(net, torch.zeros(2, c, s, s), path, metadata={"cnnlab": "bench"})
-            sessions[name] = ort.InferenceSession(str(path), options)
-            nets[name] = (net.to(memory_format=torch.channels_last), (c, s))
+            session = ort.InferenceSession(str(path), options)
+            fast = fast_eval_copy(net, torch.zeros(2, c, s, s), memory_format=torch.channels_last)
+            eager = net.to(memory_format=torch.channels_last)
+            run[(name, "torch")] = functools.partial(_time_torch, eager)
+            run[(name, "copy")] = functools.partial(_time_torch, fast)
+            run[(name, "ort")] = functools.partial(_time_ort, session)
+            shapes[name] = (c, s)
     rng = np.random.default_rng(0)
-    times: dict[tuple[str, int, str], list[float]] = {}
+    rates: dict[tuple[str, int, str], list[float]] = {}
     for _ in range(args.repeat):  # rounds: every (model, batch, runtime) once per round
-        for name, (net, (c, s)) in nets.items():
+        for name, (c, s) in shapes.items():
             for batch in (1, 32):
                 x = rng.standard_normal((batch, c, s, s), dtype=np.float32)
                 n = max(1, args.images // batch)
-                t_torch = _time_torch(net, x, n)
-                t_ort = _time_ort(sessions[name], x, n)
-                times.setdefault((name, batch, "torch"), []).append(batch * n / t_torch)
-                times.setdefault((name, batch, "ort"), []).append(batch * n / t_ort)
+                for runtime in runtimes:
+                    seconds = run[(name, runtime)](x, n)
+                    rates.setdefault((name, batch, runtime), []).append(batch * n / seconds)
     print(
         f"CPU: {cpu_model()}; torch {torch.__version__}, onnxruntime {ort.__version__}; "
         f"{args.threads} intra-op threads; medians of {args.repeat} interleaved rounds"
     )
-    print("| model | batch | PyTorch img/s | ONNX Runtime img/s | ORT / PyTorch |")
-    print("|---|---:|---:|---:|---:|")
-    for name in nets:
+    print("| model | batch | PyTorch eager img/s | cnnlab inference copy img/s | "
+          "ONNX Runtime img/s | ORT / eager | ORT / copy |")  # fmt: skip
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for name in shapes:
         for batch in (1, 32):
-            pt = statistics.median(times[(name, batch, "torch")])
-            rt = statistics.median(times[(name, batch, "ort")])
-            print(f"| {name} | {batch} | {pt:,.1f} | {rt:,.1f} | {rt / pt:.2f}× |")
+            pt, cp, rt = (statistics.median(rates[(name, batch, r)]) for r in runtimes)
+            print(f"| {name} | {batch} | {pt:,.1f} | {cp:,.1f} | {rt:,.1f} | {rt / pt:.2f}× | "
+                  f"{rt / cp:.2f}× |")  # fmt: skip
 
 
 @torch.inference_mode()
