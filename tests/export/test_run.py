@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -104,7 +105,9 @@ def test_onnx_export_reproduces_pytorch(run_of, family: str) -> None:
 def test_torchscript_export_carries_metadata_and_matches(run_of, family: str) -> None:
     name, size, pretrained = CASES[family]
     run_dir = run_of(name, size, pretrained)
-    result = export_run(run_dir, format=ExportFormat.TORCHSCRIPT, log=lambda s: None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", torch.jit.TracerWarning)  # nothing to alarm the user
+        result = export_run(run_dir, format=ExportFormat.TORCHSCRIPT, log=lambda s: None)
 
     assert result.path == run_dir / "model.torchscript.pt" and result.opset is None
     assert result.parity.passed and "deprecates TorchScript" in result.notes[0]

@@ -5,8 +5,11 @@
 
 For LibTorch (C++) users: `torch::jit::load(path, device, extra_files)` reads the same JSON.
 torch deprecates `torch.jit.trace` (2.14 warns); ONNX is cnnlab's recommended format, and the
-result's notes say so. Tracing records no Python control flow, which cnnlab's models do not
-have; batch-size independence is checked by the parity run (batches of 1 and of many).
+result's notes say so. Tracing records the Python branches taken for the sample's image size:
+EfficientNet's TF-style padding (models/same_padding.py) is computed from the height and width,
+so the file is exact at the model's input size, the size its metadata names and cnnlab's
+preprocessing produces (torch's TracerWarnings about it are silenced for that reason). Batch-size
+independence is checked by the parity run (batches of 1 and of many).
 """
 
 from __future__ import annotations
@@ -34,7 +37,11 @@ def to_torchscript(
 ) -> tuple[str, ...]:
     """Trace `model` (eval mode) on `sample` and save it; returns notes for the user."""
     model = model.eval()
-    with _quiet_deprecation(), torch.no_grad():
+    with _quiet_deprecation(), warnings.catch_warnings(), torch.no_grad():
+        # the padding computed from the (fixed) image size becomes constants: module docstring
+        warnings.filterwarnings(
+            "ignore", category=torch.jit.TracerWarning, module=r"cnnlab\.models\.same_padding"
+        )
         # check_trace=False: the parity check compares the saved file on real images instead.
         traced = torch.jit.trace(model, (sample,), check_trace=False)
         torch.jit.save(traced, str(path), _extra_files={EXTRA_FILE: json.dumps(dict(metadata))})
