@@ -284,6 +284,17 @@ class StopRequest:
             except ValueError:  # not the main thread: leave signals alone
                 return
 
+    def take_sigterm(self) -> None:
+        """SIGTERM to this handler alone. Lightning adds its own handler at the start of `fit`,
+        whose flag makes its loops raise `SIGTERMException` (a SystemExit: exit status 0) at
+        the points it checks, some of them after cnnlab's step-boundary check or in the middle
+        of validation, so a SIGTERM could end a run silently with status 0 and the epoch's
+        training lost. Called once Lightning's handler is in place (`RunCheckpoint.
+        on_train_start`), for one process only: DDP keeps Lightning's handler, which tells the
+        other ranks (engine/trainer.py turns its exception into the same interruption)."""
+        if signal.SIGTERM in self._previous:  # installed, so on the main thread
+            signal.signal(signal.SIGTERM, self._handler)
+
     def uninstall(self) -> None:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
@@ -335,6 +346,8 @@ class RunCheckpoint(Checkpoint):
         self._resume_offset = None if offset is None else tuple(offset)
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.stop is not None and trainer.world_size == 1:
+            self.stop.take_sigterm()  # Lightning's SIGTERM handler is in place by now
         # Lightning restarts a mid-epoch checkpoint without calling on_train_epoch_start and
         # re-iterates the loader from its start: the sampler skips what was already trained.
         resume = getattr(self, "_resume_offset", None)

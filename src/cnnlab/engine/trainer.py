@@ -34,7 +34,7 @@ from cnnlab.engine.feature_cache import FeatureCache, SharedEncoder
 from cnnlab.engine.module import ClassifierModule
 from cnnlab.engine.rendezvous import RendezvousGuard, setup_error, timeout_s
 from cnnlab.engine.samplers import EpochSampler, ShardSampler
-from cnnlab.errors import ConfigError
+from cnnlab.errors import ConfigError, InterruptedRun
 from cnnlab.models.base import CnnClassifier
 
 if TYPE_CHECKING:
@@ -171,6 +171,12 @@ def fit(
                 trainer.fit(
                     module, datamodule=BundleDataModule(bundle, cfg), ckpt_path=plan.resume_from
                 )
+            except SIGTERM_EXCEPTION:
+                # Lightning's own SIGTERM check came first (DDP, or the sanity check before
+                # `StopRequest.take_sigterm`): the same interruption as cnnlab's, from the
+                # last checkpoint, not the SystemExit (status 0) Lightning raises
+                stopped = run_callbacks.stop.requested or "SIGTERM"
+                raise InterruptedRun(f"interrupted by {stopped}") from None
             except DIST_ERRORS as e:
                 if guard.joined.is_set():
                     raise
@@ -210,6 +216,8 @@ def build_module(
 
 # the errors of a rendezvous that did not complete (absent where torch lacks distributed)
 DIST_ERRORS = getattr(torch.distributed, "DistError", ())
+# what Lightning's loops raise after its SIGTERM handler ran: a SystemExit (absent: nothing)
+SIGTERM_EXCEPTION = getattr(L.pytorch.utilities.exceptions, "SIGTERMException", ())
 
 
 def _trainer(
