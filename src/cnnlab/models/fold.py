@@ -219,9 +219,7 @@ def _build(
     # built and checked in the weights' own precision even when called under autocast (a
     # bf16-mixed run's feature pass): bf16 rounding would otherwise fail the check
     with torch.autocast(example.device.type, enabled=False):
-        fast = copy.deepcopy(model).eval().to(memory_format=memory_format)
-        for p in fast.parameters():
-            p.requires_grad_(False)
+        fast = frozen_eval_copy(model, memory_format)
         # the copy's tensors by their names in `model` (a deep copy's names are the original's);
         # held until the copy is finished, so no tensor dropped by folding can lend its id to a
         # new one
@@ -324,6 +322,11 @@ def fast_eval_copy(
         pass
     except FoldError as e:
         warnings.warn(f"{e}; running unfolded", stacklevel=2)
+    return frozen_eval_copy(model, memory_format)
+
+
+def frozen_eval_copy(model: nn.Module, memory_format: torch.memory_format) -> nn.Module:
+    """A deep copy of `model` in eval mode and `memory_format`, with no gradients."""
     fast = copy.deepcopy(model).eval().to(memory_format=memory_format)
     for p in fast.parameters():
         p.requires_grad_(False)
